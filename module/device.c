@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * /dev/dontunmap: the misc device, its ioctls and the module's life cycle.
+ *
+ * The ioctls act on the calling process's own address space (current->mm)
+ * only; nothing here takes a reference to another mm.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/uaccess.h>
+
+#include "internal.h"
+
+/*
+ * Moving memory is harmless in itself, but the module is new kernel attack
+ * surface: root only unless the administrator widens it, here or with the
+ * shipped udev rule.
+ */
+static ushort mode = 0600;
+module_param(mode, ushort, 0444);
+MODULE_PARM_DESC(mode, "permissions of /dev/dontunmap at load (default 0600)");
+
+#define DONTUNMAP_FEATURES (DONTUNMAP_FEAT_PRIVATE_ANON |		\
+			    DONTUNMAP_FEAT_SHARED |			\
+			    DONTUNMAP_FEAT_UFFD |			\
+			    DONTUNMAP_FEAT_KSM_UNMERGE |		\
+			    DONTUNMAP_FEAT_ALIGNED_LEN |		\
+			    DONTUNMAP_FEAT_MULTI_VMA)
+
+static long dontunmap_ioctl_remap(void __user *argp)
+{
+	struct dontunmap_remap req;
+	long err;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	err = dontunmap_remap(&req);
+	if (err)
+		return err;
+	if (put_user(req.new_addr,
+		     &((struct dontunmap_remap __user *)argp)->new_addr))
+		return -EFAULT;
+	return 0;
+}
+
+static long dontunmap_ioctl_info(void __user *argp)
+{
+	struct dontunmap_info info = {
+		.abi_version = DONTUNMAP_ABI_VERSION,
+		.features = DONTUNMAP_FEATURES,
+	};
+
+	if (IS_ENABLED(CONFIG_HAVE_STATIC_CALL))
+		info.features |= DONTUNMAP_FEAT_DIRECT_CALLS;
+	if (copy_to_user(argp, &info, sizeof(info)))
+		return -EFAULT;
+	return 0;
+}
+
+static long dontunmap_ioctl(struct file *file, unsigned int cmd,
+			    unsigned long arg)
+{
+	void __user *argp = (void __user *)arg;
+
+	if (!current->mm)
+		return -EINVAL;
+
+	switch (cmd) {
+	case DONTUNMAP_IOC_REMAP:
+		return dontunmap_ioctl_remap(argp);
+	case DONTUNMAP_IOC_INFO:
+		return dontunmap_ioctl_info(argp);
+	default:
+		return -ENOTTY;
+	}
+}
+
+static const struct file_operations dontunmap_fops = {
+	.owner		= THIS_MODULE,
+	.unlocked_ioctl	= dontunmap_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};
+
+static struct miscdevice dontunmap_dev = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= "dontunmap",
+	.fops	= &dontunmap_fops,
+};
+
+static int __init dontunmap_init(void)
+{
+	int err;
+
+	err = dontunmap_resolve_symbols();
+	if (err) {
+		pr_err("not loaded: kernel internals missing (see above)\n");
+		return err;
+	}
+
+	dontunmap_dev.mode = mode & 0777;
+	err = misc_register(&dontunmap_dev);
+	if (err) {
+		pr_err("not loaded: misc_register failed (%d)\n", err);
+		return err;
+	}
+	return 0;
+}
+
+static void __exit dontunmap_exit(void)
+{
+	misc_deregister(&dontunmap_dev);
+}
+
+module_init(dontunmap_init);
+module_exit(dontunmap_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("mremap(MREMAP_DONTUNMAP) with the newest upstream semantics");
+MODULE_VERSION(DONTUNMAP_MODULE_VERSION);

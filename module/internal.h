@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef DONTUNMAP_INTERNAL_H
+#define DONTUNMAP_INTERNAL_H
+
+#include <linux/dontunmap.h>
+
+#include "compat.h"
+
+long dontunmap_remap(struct dontunmap_remap *req);
+
+#endif /* DONTUNMAP_INTERNAL_H */

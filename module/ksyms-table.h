@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The one table of kernel internals dontunmap reaches: every unexported
+ * symbol it resolves at load, with its purpose. Included several times with
+ * different definitions of the two macros (as asm/kvm-x86-ops.h is), so a
+ * symbol is named here once and declared, defined and resolved from here.
+ *
+ * DONTUNMAP_FUNC(name, required, purpose): a function, called through a
+ *	static call with the kernel's own prototype (typeof(name)). A missing
+ *	required one fails the load.
+ * DONTUNMAP_DATA(name, purpose): a data symbol, visible only with
+ *	CONFIG_KALLSYMS_ALL, so always optional: the engine has a path without.
+ */
+#ifndef DONTUNMAP_FUNC
+#define DONTUNMAP_FUNC(name, required, purpose)
+#endif
+#ifndef DONTUNMAP_DATA
+#define DONTUNMAP_DATA(name, purpose)
+#endif
+
+DONTUNMAP_FUNC(copy_vma, true, "create the destination VMA")
+DONTUNMAP_FUNC(move_page_tables, true, "move the page tables")
+DONTUNMAP_FUNC(do_munmap, true, "unmap a MREMAP_FIXED target or a failed move")
+DONTUNMAP_FUNC(split_vma, true, "split an mlocked source before the move")
+DONTUNMAP_FUNC(may_expand_vm, true, "RLIMIT_AS and RLIMIT_DATA")
+DONTUNMAP_FUNC(security_vm_enough_memory_mm, true, "overcommit pre-charge")
+DONTUNMAP_FUNC(vm_stat_account, true, "total_vm and data_vm accounting")
+DONTUNMAP_FUNC(unlink_anon_vmas, true, "drop an emptied source's anon_vma")
+DONTUNMAP_FUNC(vma_is_shmem, true, "multi-VMA moves: known placement")
+DONTUNMAP_FUNC(mremap_userfaultfd_prep, true, "userfaultfd on the destination")
+DONTUNMAP_FUNC(mremap_userfaultfd_complete, true, "UFFD_EVENT_REMAP")
+DONTUNMAP_FUNC(userfaultfd_unmap_complete, true, "UFFD_EVENT_UNMAP of a FIXED target")
+#ifdef DONTUNMAP_NEED_ANON_VMA_PREPARE
+DONTUNMAP_FUNC(__anon_vma_prepare, true, "keep copy_vma() from a self-merge")
+#endif
+
+DONTUNMAP_DATA(sysctl_max_map_count, "vm.max_map_count headroom checks")
+DONTUNMAP_DATA(vm_committed_as, "exact return of an overcommit charge")
+
+#undef DONTUNMAP_FUNC
+#undef DONTUNMAP_DATA

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Kernel internals, resolved at load (resolver.c) from ksyms-table.h.
+ *
+ * Functions are called through static calls: on x86 each call site is
+ * patched into a direct CALL to the resolved address, so no indirect branch
+ * ever targets a function whose ENDBR the kernel may have sealed
+ * (X86_KERNEL_IBT). The prototype is the kernel's own declaration, so a
+ * changed prototype is a build error, not a wrong call.
+ *
+ * Included from compat.h, after it has said which extra internals this
+ * kernel needs.
+ */
+#ifndef DONTUNMAP_KSYMS_H
+#define DONTUNMAP_KSYMS_H
+
+#include <linux/static_call.h>
+#include <linux/percpu_counter.h>
+
+#define DONTUNMAP_FUNC(name, required, purpose)				\
+	DECLARE_STATIC_CALL(dontunmap_##name, name);
+#include "ksyms-table.h"
+
+/* Data symbols; NULL when the kernel does not expose them. */
+struct dontunmap_ksym_data {
+	int *sysctl_max_map_count;
+	struct percpu_counter *vm_committed_as;
+};
+extern struct dontunmap_ksym_data dontunmap_ksym_data;
+
+int dontunmap_resolve_symbols(void);
+const char *dontunmap_call_mechanism(void);
+
+#endif /* DONTUNMAP_KSYMS_H */

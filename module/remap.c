@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The remap engine: mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP) as the newest
+ * upstream mm/mremap.c performs it, built from the running kernel's own
+ * primitives (copy_vma(), move_page_tables(), do_munmap(), ...).
+ *
+ * The structure follows mm/mremap.c after its 2025 rework step by step:
+ * check_mremap_params() -> mmap lock -> remap_move() or check_prep_vma() +
+ * mremap_to() -> prep_move_vma() -> charge -> copy_vma_and_data() ->
+ * dontunmap_complete() -> unlock -> notify_uffd(). Names match upstream where
+ * the step matches, so the two can be read side by side.
+ *
+ * Lock order, as upstream: mmap_lock (write, killable) -> per-VMA write lock
+ * of the source (kernels that have them) -> rmap locks and page-table locks,
+ * taken inside move_page_tables(). userfaultfd events are delivered after
+ * the mmap lock is dropped. See docs/locking.md.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/mm.h>
+#include <linux/mman.h>
+#include <linux/huge_mm.h>
+#include <linux/percpu_counter.h>
+#include <linux/sched/mm.h>
+
+#include "internal.h"
+
+/* All state of one call, passed down instead of a dozen parameters. */
+struct vma_remap_struct {
+	/* User input, page aligned once checked. */
+	unsigned long addr;
+	unsigned long old_len;
+	unsigned long new_len;
+	unsigned long flags;
+	unsigned long new_addr;
+
+	/* userfaultfd state, completed after the mmap lock is dropped. */
+	struct vm_userfaultfd_ctx *uf;
+	struct list_head *uf_unmap_early;
+	struct list_head *uf_unmap;
+
+	/* Internal state. */
+	struct vm_area_struct *vma;	/* source VMA of the current step */
+	unsigned long charged;		/* pages charged to overcommit */
+	int max_map_count;		/* vm.max_map_count, or INT_MAX */
+};
+
+/*
+ * vm.max_map_count, for the headroom checks upstream makes so that a move
+ * does not fail half way. Without a visible sysctl_max_map_count the checks
+ * are skipped; split_vma() and do_munmap() still enforce the limit.
+ */
+static int dontunmap_max_map_count(void)
+{
+	if (dontunmap_ksym_data.sysctl_max_map_count)
+		return READ_ONCE(*dontunmap_ksym_data.sysctl_max_map_count);
+	return INT_MAX;
+}
+
+static bool vrm_overlaps(struct vma_remap_struct *vrm)
+{
+	unsigned long end_old = vrm->addr + vrm->old_len;
+	unsigned long end_new = vrm->new_addr + vrm->new_len;
+
+	return end_old > vrm->new_addr && end_new > vrm->addr;
+}
+
+/*
+ * The argument rules of mremap(), in upstream order, for the only operation
+ * this module performs: a move that keeps the source. Lengths are compared
+ * after page alignment (6.17 behaviour) on every kernel.
+ */
+static long check_mremap_params(struct vma_remap_struct *vrm)
+{
+	unsigned long flags = vrm->flags;
+
+	if (flags & ~(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP))
+		return -EINVAL;
+	if (offset_in_page(vrm->addr))
+		return -EINVAL;
+	if (!vrm->new_len)
+		return -EINVAL;
+	if (vrm->new_len > TASK_SIZE)
+		return -EINVAL;
+	/*
+	 * mremap() without FIXED or DONTUNMAP resizes in place; the kernel
+	 * does that itself on every version, so the module refuses it.
+	 */
+	if (!(flags & MREMAP_DONTUNMAP))
+		return -EINVAL;
+	if (vrm->new_addr > TASK_SIZE - vrm->new_len)
+		return -EINVAL;
+	if (offset_in_page(vrm->new_addr))
+		return -EINVAL;
+	if (!(flags & MREMAP_MAYMOVE))
+		return -EINVAL;
+	/* MREMAP_DONTUNMAP does not allow resizing in the process. */
+	if (vrm->old_len != vrm->new_len)
+		return -EINVAL;
+	if (vrm_overlaps(vrm))
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Headroom under vm.max_map_count, as upstream's
+ * __check_map_count_against_split(): a FIXED target may be split in two
+ * (+2 before the move), the new VMA may not merge (+1) and the source may be
+ * split at both ends (+1 net), and an mlocked source is split ahead (+1).
+ */
+static bool check_map_count(struct vma_remap_struct *vrm, bool pre_split,
+			    bool before_unmaps)
+{
+	int map_count = current->mm->map_count;
+
+	mmap_assert_write_locked(current->mm);
+
+	if (before_unmaps)
+		map_count += 2;
+	map_count += 2;
+	if (pre_split)
+		map_count++;
+
+	return map_count <= vrm->max_map_count;
+}
+
+static bool needs_pre_split(struct vma_remap_struct *vrm)
+{
+	return vrm->vma->vm_flags & VM_LOCKED;
+}
+
+/* Source checks, upstream's check_prep_vma() for a same-size move. */
+static long check_prep_vma(struct vma_remap_struct *vrm)
+{
+	struct vm_area_struct *vma = vrm->vma;
+
+	if (!vma)
+		return -EFAULT;
+
+	/* If mseal()'d, mremap() is prohibited. */
+	if (dontunmap_vma_is_sealed(vma))
+		return -EPERM;
+
+	/*
+	 * Special mappings (vdso, aio ring, hugetlbfs, driver PFN maps) cannot
+	 * keep their source: the owner of the mapping does not expect it.
+	 */
+	if (vma->vm_flags & (VM_DONTEXPAND | VM_PFNMAP))
+		return -EINVAL;
+
+	/* We can't remap across the end of the VMA. */
+	if (vrm->old_len > vma->vm_end - vrm->addr)
+		return -EFAULT;
+
+	return 0;
+}
+
+/*
+ * Charge the new range to overcommit up front: the source keeps its own
+ * charge (and VM_ACCOUNT), so a DONTUNMAP move adds the whole length.
+ */
+static bool vrm_charge(struct vma_remap_struct *vrm)
+{
+	unsigned long pages = vrm->new_len >> PAGE_SHIFT;
+
+	if (!(vrm->vma->vm_flags & VM_ACCOUNT))
+		return true;
+	if (static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
+								 pages))
+		return false;
+	vrm->charged = pages;
+	return true;
+}
+
+/*
+ * Give the charge back when no VMA was created to carry it. vm_unacct_memory()
+ * is inline over the data symbol vm_committed_as; without it, charge a
+ * negative amount, which under overcommit modes 0 and 1 is exactly an
+ * uncharge, and under mode 2 is one unless the system is over its commit
+ * limit at that instant.
+ */
+static void vrm_uncharge(struct vma_remap_struct *vrm)
+{
+	long pages = vrm->charged;
+
+	if (!pages)
+		return;
+	vrm->charged = 0;
+	if (dontunmap_ksym_data.vm_committed_as) {
+		percpu_counter_sub(dontunmap_ksym_data.vm_committed_as, pages);
+		return;
+	}
+	if (static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
+								 -pages))
+		pr_warn_ratelimited("could not return an overcommit charge of %ld pages\n",
+				    pages);
+}
+
+/*
+ * Checks and preparation before the source is written, upstream's
+ * prep_move_vma().
+ */
+static long prep_move_vma(struct vma_remap_struct *vrm)
+{
+	struct vm_area_struct *vma = vrm->vma;
+	unsigned long old_addr = vrm->addr;
+	unsigned long old_end = vrm->addr + vrm->old_len;
+	const bool split_before = vma->vm_start != old_addr;
+	const bool split_after = vma->vm_end != old_end;
+	long err = 0;
+
+	/* Avoid failure later on. */
+	if (!check_map_count(vrm, needs_pre_split(vrm), false))
+		return -ENOMEM;
+
+	if (vma->vm_ops && vma->vm_ops->may_split) {
+		if (split_before)
+			err = vma->vm_ops->may_split(vma, old_addr);
+		if (!err && split_after)
+			err = vma->vm_ops->may_split(vma, old_end);
+		if (err)
+			return err;
+	}
+
+	/*
+	 * Break KSM pages in the range: they would otherwise turn up at the
+	 * new location shared with pages they no longer belong next to.
+	 */
+	err = dontunmap_ksm_unmerge(vma, old_addr, old_end);
+	if (err)
+		return err;
+
+	/*
+	 * The source loses VM_LOCKED below, the rest of its VMA must not:
+	 * split an mlocked source ahead so that locked_vm stays exact.
+	 */
+	if (needs_pre_split(vrm)) {
+		if (split_before)
+			err = dontunmap_split_vma(current->mm, vma, old_addr, 1);
+		if (!err && split_after)
+			err = dontunmap_split_vma(current->mm, vma, old_end, 0);
+		/* Either way vma is now [old_addr, old_end). */
+		if (err)
+			return err;
+	}
+
+	return 0;
+}
+
+/*
+ * Create the destination VMA and move the page tables into it. If the page
+ * tables cannot all be moved, move back what was moved and point vrm at the
+ * new VMA, so that the caller unmaps it instead of losing the source.
+ */
+static long copy_vma_and_data(struct vma_remap_struct *vrm,
+			      struct vm_area_struct **new_vma_ptr)
+{
+	struct vm_area_struct *vma = vrm->vma;
+	const pgoff_t new_pgoff = vma->vm_pgoff +
+		((vrm->addr - vma->vm_start) >> PAGE_SHIFT);
+	struct vm_area_struct *new_vma;
+	unsigned long moved_len;
+	bool need_rmap_locks;
+	long err = 0;
+
+	new_vma = dontunmap_copy_vma(&vma, vrm->new_addr, vrm->new_len,
+				     new_pgoff, &need_rmap_locks);
+	if (!new_vma) {
+		vrm_uncharge(vrm);
+		*new_vma_ptr = NULL;
+		return -ENOMEM;
+	}
+	/* The new VMA now carries the charge; unmapping it returns it. */
+	vrm->charged = 0;
+	vrm->vma = vma;
+
+	moved_len = dontunmap_move_page_tables(vma, vrm->addr, new_vma,
+					       vrm->new_addr, vrm->old_len,
+					       need_rmap_locks);
+	if (moved_len < vrm->old_len)
+		err = -ENOMEM;
+	else if (vma->vm_ops && vma->vm_ops->mremap)
+		err = vma->vm_ops->mremap(new_vma);
+
+	if (unlikely(err)) {
+		/*
+		 * Move entries back from the new area to the old one, which
+		 * succeeds since the old page tables are still there, then
+		 * unmap the new area instead of the old.
+		 */
+		dontunmap_move_page_tables(new_vma, vrm->new_addr, vma,
+					   vrm->addr, moved_len, true);
+		vrm->vma = new_vma;
+		vrm->addr = vrm->new_addr;
+	} else {
+		static_call(dontunmap_mremap_userfaultfd_prep)(new_vma, vrm->uf);
+	}
+
+	*new_vma_ptr = new_vma;
+	return err;
+}
+
+/*
+ * The source stays mapped but empty: it is no longer mlocked (its pages are
+ * gone), and if the whole VMA moved, its anon_vma links serve nothing.
+ */
+static void dontunmap_complete(struct vma_remap_struct *vrm,
+			       struct vm_area_struct *new_vma)
+{
+	struct vm_area_struct *vma = vrm->vma;
+	unsigned long start = vrm->addr;
+	unsigned long end = vrm->addr + vrm->old_len;
+
+	/* Self-merge is disallowed. */
+	VM_WARN_ON_ONCE(new_vma == vma);
+
+	/* We always clear VM_LOCKED[ONFAULT] on the old VMA. */
+	dontunmap_vm_flags_clear(vma, VM_LOCKED | VM_LOCKONFAULT);
+
+	if (vma->vm_start == start && vma->vm_end == end) {
+		static_call(dontunmap_unlink_anon_vmas)(vma);
+		/*
+		 * The VMA is now unfaulted, and unfaulted anonymous VMAs keep
+		 * vm_pgoff == vm_start >> PAGE_SHIFT.
+		 */
+		if (vma_is_anonymous(vma) && !vma->vm_file)
+			vma->vm_pgoff = vma->vm_start >> PAGE_SHIFT;
+	}
+}
+
+/* Unmap the new VMA of a failed move; its unmap returns the charge. */
+static void unmap_failed_move(struct vma_remap_struct *vrm)
+{
+	struct mm_struct *mm = current->mm;
+
+	if (static_call(dontunmap_do_munmap)(mm, vrm->addr, vrm->old_len,
+					     vrm->uf_unmap) < 0)
+		pr_warn_ratelimited("could not unmap the destination of a failed move\n");
+	vrm->vma = NULL;
+}
+
+static long move_vma(struct vma_remap_struct *vrm)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *new_vma;
+	unsigned long hiwater_vm;
+	unsigned long pages = vrm->new_len >> PAGE_SHIFT;
+	long err;
+
+	err = prep_move_vma(vrm);
+	if (err)
+		return err;
+
+	if (!vrm_charge(vrm))
+		return -ENOMEM;
+
+	/* We don't want racing faults. */
+	dontunmap_vma_start_write(vrm->vma);
+
+	err = copy_vma_and_data(vrm, &new_vma);
+	if (err && !new_vma)
+		return err;
+
+	/*
+	 * total_vm grows by the new range; on failure the unmap of the new
+	 * VMA below takes it back. Keep the high watermark as it was.
+	 */
+	hiwater_vm = mm->hiwater_vm;
+	if (!err)
+		dontunmap_complete(vrm, new_vma);
+	static_call(dontunmap_vm_stat_account)(mm, vrm->vma->vm_flags, pages);
+	if (vrm->vma->vm_flags & VM_LOCKED)
+		mm->locked_vm += pages;
+	if (err)
+		unmap_failed_move(vrm);
+	mm->hiwater_vm = hiwater_vm;
+
+	return err ? err : (long)vrm->new_addr;
+}
+
+/* Place and perform the move of one source VMA, upstream's mremap_to(). */
+static long mremap_to(struct vma_remap_struct *vrm)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	unsigned long map_flags = 0;
+	unsigned long res;
+	long err;
+
+	if (vrm->flags & MREMAP_FIXED) {
+		/* The target's old contents go first, as with MAP_FIXED. */
+		err = static_call(dontunmap_do_munmap)(mm, vrm->new_addr,
+						       vrm->new_len,
+						       vrm->uf_unmap_early);
+		vrm->vma = NULL;
+		if (err)
+			return err;
+		vrm->vma = vma_lookup(mm, vrm->addr);
+		if (!vrm->vma)
+			return -EFAULT;
+	}
+	vma = vrm->vma;
+
+	/* MREMAP_DONTUNMAP expands by old_len since old_len == new_len. */
+	if (!static_call(dontunmap_may_expand_vm)(mm, vma->vm_flags,
+						  vrm->old_len >> PAGE_SHIFT))
+		return -ENOMEM;
+
+	if (vrm->flags & MREMAP_FIXED)
+		map_flags |= MAP_FIXED;
+	if (vma->vm_flags & VM_MAYSHARE)
+		map_flags |= MAP_SHARED;
+	res = get_unmapped_area(vma->vm_file, vrm->new_addr, vrm->new_len,
+				linear_page_index(vma, vrm->addr), map_flags);
+	if (IS_ERR_VALUE(res))
+		return (long)res;
+	vrm->new_addr = res;
+
+	return move_vma(vrm);
+}
+
+/*
+ * Can this VMA be one of several moved by one call? Only where the target
+ * address is certain to be honoured, and not with userfaultfd, whose
+ * notification needs the mmap lock dropped after each VMA.
+ */
+static bool vma_multi_allowed(struct vm_area_struct *vma)
+{
+	struct file *file = vma->vm_file;
+
+	if (userfaultfd_armed(vma))
+		return false;
+	if (!file || !file->f_op->get_unmapped_area)
+		return true;
+	if (static_call(dontunmap_vma_is_shmem)(vma))
+		return true;
+	if (file->f_op->get_unmapped_area == thp_get_unmapped_area)
+		return true;
+	return false;
+}
+
+/*
+ * MREMAP_FIXED with equal lengths may span several VMAs (6.17): each is moved
+ * to the same offset from the target as it had from the start of the range,
+ * so the gaps between them are kept. A gap at the start is EFAULT.
+ */
+static long remap_move(struct vma_remap_struct *vrm)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long start = vrm->addr;
+	unsigned long end = vrm->addr + vrm->old_len;
+	unsigned long target = vrm->new_addr;
+	unsigned long last_end = 0;
+	bool seen_vma = false;
+	long res = -EFAULT;
+
+	/*
+	 * Look each VMA up afresh: the previous move may have split, merged
+	 * or unmapped around it, so no iterator survives a step.
+	 */
+	while (start < end) {
+		struct vm_area_struct *vma = find_vma(mm, start);
+		unsigned long addr, len, offset;
+		long res_vma;
+		bool multi_allowed;
+
+		if (!vma || vma->vm_start >= end)
+			break;
+		/* No gap permitted at the start of the range. */
+		if (!seen_vma && start < vma->vm_start)
+			return -EFAULT;
+
+		addr = max(vma->vm_start, start);
+		len = min(end, vma->vm_end) - addr;
+		offset = seen_vma ? vma->vm_start - last_end : 0;
+		last_end = vma->vm_end;
+
+		vrm->vma = vma;
+		vrm->addr = addr;
+		vrm->new_addr = target + offset;
+		vrm->old_len = len;
+		vrm->new_len = len;
+
+		multi_allowed = vma_multi_allowed(vma);
+		if (!multi_allowed && (seen_vma || vma->vm_end < end))
+			return -EFAULT;
+
+		res_vma = check_prep_vma(vrm);
+		if (!res_vma)
+			res_vma = mremap_to(vrm);
+		if (IS_ERR_VALUE(res_vma))
+			return res_vma;
+
+		if (!seen_vma)
+			res = res_vma;
+		seen_vma = true;
+		target = res_vma + len;
+		start = addr + len;
+	}
+
+	return res;
+}
+
+/*
+ * userfaultfd events, after the mmap lock is dropped: the unmap of a FIXED
+ * target, then UFFD_EVENT_REMAP (or the release of the context on failure),
+ * then any unmap of a failed move.
+ */
+static void notify_uffd(struct vma_remap_struct *vrm, long err)
+{
+	struct mm_struct *mm = current->mm;
+
+	static_call(dontunmap_userfaultfd_unmap_complete)(mm,
+							  vrm->uf_unmap_early);
+	if (err)
+		dontunmap_uffd_fail(vrm->uf, vrm->addr, err, vrm->old_len);
+	else
+		static_call(dontunmap_mremap_userfaultfd_complete)(vrm->uf,
+				vrm->addr, vrm->new_addr, vrm->old_len);
+	static_call(dontunmap_userfaultfd_unmap_complete)(mm, vrm->uf_unmap);
+}
+
+long dontunmap_remap(struct dontunmap_remap *req)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_userfaultfd_ctx uf = NULL_VM_UFFD_CTX;
+	LIST_HEAD(uf_unmap_early);
+	LIST_HEAD(uf_unmap);
+	struct vma_remap_struct vrm = {
+		.addr = untagged_addr(req->old_addr),
+		.old_len = PAGE_ALIGN(req->old_len),
+		.new_len = PAGE_ALIGN(req->new_len),
+		.flags = req->flags,
+		.new_addr = req->new_addr,
+		.uf = &uf,
+		.uf_unmap_early = &uf_unmap_early,
+		.uf_unmap = &uf_unmap,
+	};
+	long res;
+
+	res = check_mremap_params(&vrm);
+	if (res)
+		return res;
+
+	vrm.max_map_count = dontunmap_max_map_count();
+	if (mmap_write_lock_killable(mm))
+		return -EINTR;
+
+	if (!check_map_count(&vrm, true, true)) {
+		res = -ENOMEM;
+	} else if (vrm.flags & MREMAP_FIXED) {
+		res = remap_move(&vrm);
+	} else {
+		vrm.vma = vma_lookup(mm, vrm.addr);
+		res = check_prep_vma(&vrm);
+		if (!res)
+			res = mremap_to(&vrm);
+	}
+	mmap_write_unlock(mm);
+
+	notify_uffd(&vrm, IS_ERR_VALUE(res) ? res : 0);
+
+	if (IS_ERR_VALUE(res))
+		return res;
+	req->new_addr = res;
+	return 0;
+}

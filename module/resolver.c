@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Symbol resolver: finds the kernel internals listed in ksyms.h once, at
+ * load, and binds each function to a static call.
+ *
+ * kallsyms_lookup_name() is not exported since 5.7. Its address is read from
+ * a kprobe registered on it and unregistered at once; no kprobe stays armed
+ * afterwards. Every resolved address is then checked with sprint_symbol() to
+ * be the start of a symbol of exactly that name, so that neither a compiler
+ * clone (foo.isra.0, foo.constprop.0, foo.cold) nor a wrong match is ever
+ * called.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kallsyms.h>
+#include <linux/kprobes.h>
+#include <linux/security.h>
+#include <linux/string.h>
+
+#include "compat.h"
+
+#define DONTUNMAP_FUNC(name, required, purpose)				\
+	DEFINE_STATIC_CALL_NULL(dontunmap_##name, name);
+#include "ksyms-table.h"
+
+DEFINE_STATIC_CALL_NULL(dontunmap_kallsyms_lookup_name, kallsyms_lookup_name);
+
+struct dontunmap_ksym_data dontunmap_ksym_data;
+
+struct dontunmap_ksym {
+	const char *name;
+	const char *why;
+	bool required;
+	/* a function: its static call */
+	struct static_call_key *key;
+	void *tramp;
+	/* a data symbol: where its address goes */
+	void **slot;
+};
+
+static const struct dontunmap_ksym dontunmap_ksyms[] = {
+#define DONTUNMAP_FUNC(sym, req, purpose) {				\
+	.name = #sym,							\
+	.why = purpose,							\
+	.required = req,						\
+	.key = &STATIC_CALL_KEY(dontunmap_##sym),			\
+	.tramp = STATIC_CALL_TRAMP_ADDR(dontunmap_##sym),		\
+},
+#define DONTUNMAP_DATA(sym, purpose) {					\
+	.name = #sym,							\
+	.why = purpose,							\
+	.slot = (void **)&dontunmap_ksym_data.sym,			\
+},
+#include "ksyms-table.h"
+};
+
+const char *dontunmap_call_mechanism(void)
+{
+	if (IS_ENABLED(CONFIG_HAVE_STATIC_CALL_INLINE))
+		return "static_call, direct CALL patched at each site";
+	if (IS_ENABLED(CONFIG_HAVE_STATIC_CALL))
+		return "static_call, direct JMP in a patched trampoline";
+	return "static_call, generic (BLR to global functions only)";
+}
+
+/*
+ * True when @addr is the first byte of a symbol called exactly @name. A
+ * kprobe on an IBT kernel reports the address after the ENDBR, so an offset
+ * of one ENDBR instruction is accepted for that lookup only.
+ */
+static bool dontunmap_symbol_is(unsigned long addr, const char *name,
+				unsigned long slack)
+{
+	char buf[KSYM_SYMBOL_LEN];
+	size_t len = strlen(name);
+	unsigned long off;
+
+	sprint_symbol(buf, addr);
+	if (strncmp(buf, name, len) || buf[len] != '+')
+		return false;
+	if (sscanf(buf + len, "+%lx/", &off) != 1)
+		return false;
+	return off <= slack;
+}
+
+static int dontunmap_find_kallsyms_lookup_name(void)
+{
+	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
+	unsigned long addr;
+	int err;
+
+	err = register_kprobe(&kp);
+	if (err) {
+		if (security_locked_down(LOCKDOWN_KPROBES))
+			pr_err("kernel lockdown forbids kprobes, so kernel internals cannot be found; dontunmap cannot load under lockdown\n");
+		else
+			pr_err("cannot find kallsyms_lookup_name: register_kprobe failed (%d)\n",
+			       err);
+		return err;
+	}
+	addr = (unsigned long)kp.addr;
+	unregister_kprobe(&kp);
+
+	if (!dontunmap_symbol_is(addr, "kallsyms_lookup_name", 4)) {
+		pr_err("kprobe address is %pS, not kallsyms_lookup_name\n",
+		       (void *)addr);
+		return -ENOENT;
+	}
+	static_call_update(dontunmap_kallsyms_lookup_name,
+			   (typeof(&kallsyms_lookup_name))addr);
+	return 0;
+}
+
+static unsigned long dontunmap_lookup(const char *name)
+{
+	unsigned long addr;
+
+	addr = static_call(dontunmap_kallsyms_lookup_name)(name);
+	if (addr && !dontunmap_symbol_is(addr, name, 0)) {
+		pr_warn("%s resolves to %pS, not the start of %s; ignored\n",
+			name, (void *)addr, name);
+		return 0;
+	}
+	return addr;
+}
+
+int dontunmap_resolve_symbols(void)
+{
+	char resolved[512] = "", absent[256] = "";
+	size_t rlen = 0, alen = 0;
+	bool missing = false;
+	unsigned int i;
+	int err;
+
+	err = dontunmap_find_kallsyms_lookup_name();
+	if (err)
+		return err;
+
+	for (i = 0; i < ARRAY_SIZE(dontunmap_ksyms); i++) {
+		const struct dontunmap_ksym *s = &dontunmap_ksyms[i];
+		unsigned long addr = dontunmap_lookup(s->name);
+
+		if (!addr) {
+			if (s->required)
+				pr_err("required kernel symbol %s not found (%s)\n",
+				       s->name, s->why);
+			missing |= s->required;
+			alen += scnprintf(absent + alen, sizeof(absent) - alen,
+					  " %s", s->name);
+			continue;
+		}
+		if (s->key)
+			__static_call_update(s->key, s->tramp, (void *)addr);
+		else
+			*s->slot = (void *)addr;
+		rlen += scnprintf(resolved + rlen, sizeof(resolved) - rlen,
+				  " %s", s->name);
+	}
+	if (missing)
+		return -ENOENT;
+
+	pr_info("resolved via kallsyms_lookup_name (kprobe, released):%s; absent:%s; calls: %s\n",
+		resolved, alen ? absent : " none", dontunmap_call_mechanism());
+	return 0;
+}
