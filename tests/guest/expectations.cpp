@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "expectations.hpp"
+
+#include <sys/utsname.h>
+
+#include <charconv>
+#include <iterator>
+
+namespace dontunmap::test {
+namespace {
+
+// [legacy_from, legacy_until): the kernels whose own mremap() behaves the
+// legacy way. `stable` marks a fix that reached stable series at sublevels
+// the release string does not show: inside the range, either outcome.
+struct row {
+  rule r;
+  std::string_view name;
+  kernel_version legacy_from;
+  kernel_version legacy_until;
+  bool stable;
+  std::string_view why;
+};
+
+// Sources read: Debian linux-source 5.10.262, 6.1.192, 6.12.117, 7.3.4
+// (mm/mremap.c), upstream history, and the development host's 6.18.44.
+constexpr row table[] = {
+    {rule::aligned_length_compare,
+     "aligned_length_compare",
+     {0, 0, 0},
+     {6, 17, 0},
+     false,
+     "up to 6.16 check_mremap_params()/the syscall compared the raw lengths (4096 != 4000 -> "
+     "EINVAL); 6.17 page-aligns old_len and new_len before comparing"},
+    {rule::non_anonymous_sources,
+     "non_anonymous_sources",
+     {0, 0, 0},
+     {5, 13, 0},
+     false,
+     "5.7-5.12 refused every source but private anonymous memory with EINVAL; 5.13 (\"mm: extend "
+     "MREMAP_DONTUNMAP to non-anonymous mappings\") widened it to shared and file mappings"},
+    {rule::overcommit_checked_first,
+     "overcommit_checked_first",
+     {0, 0, 0},
+     {5, 11, 0},
+     false,
+     "5.10's move_vma() charged the new range after the move with vm_acct_memory() and no "
+     "security_vm_enough_memory_mm() check (Debian 5.10.262 still does), so the move succeeds; "
+     "5.11 checks the charge first -> ENOMEM"},
+    {rule::source_keeps_vm_account,
+     "source_keeps_vm_account",
+     {6, 15, 0},
+     {6, 18, 0},
+     true,
+     "the 6.15 mremap rework cleared VM_ACCOUNT on the source in dontunmap_complete(), leaking "
+     "its charge; fixed upstream (6.18 keeps it), possibly in 6.15-6.17 stable too"},
+    {rule::mlocked_source_split_ahead,
+     "mlocked_source_split_ahead",
+     {0, 0, 0},
+     {7, 3, 0},
+     true,
+     "newer kernels split an mlocked source at the moved range before clearing VM_LOCKED, so "
+     "its unmoved parts stay locked; older ones clear VM_LOCKED on the whole VMA. Seen split: "
+     "Debian 6.1.192, 6.12.117, 7.3.4; seen unsplit: Debian 5.10.262, 6.18.44 - a stable "
+     "backport, so below 7.3 the version cannot tell"},
+    {rule::locked_vm_unchanged,
+     "locked_vm_unchanged",
+     {6, 15, 0},
+     {7, 3, 0},
+     true,
+     "the 6.15 rework's vrm_stat_account() adds the moved length to locked_vm before "
+     "dontunmap_complete() clears the source's VM_LOCKED, so locked_vm grows by len (seen on "
+     "6.18.44); older kernels return before that and 7.3.4 clears VM_LOCKED first. Where "
+     "between 6.18 and 7.3 the fix landed, and which stable series have it, is not known"},
+    {rule::fixed_move_spans_vmas,
+     "fixed_move_spans_vmas",
+     {0, 0, 0},
+     {6, 17, 0},
+     false,
+     "6.17 lets MREMAP_FIXED with equal lengths move a range that spans several VMAs; older "
+     "kernels require one VMA (EFAULT)"},
+};
+
+const row &lookup(rule r) {
+  for (const auto &x : table)
+    if (x.r == r) return x;
+  return table[0];  // unreachable: every rule has a row
+}
+
+}  // namespace
+
+std::string kernel_version::str() const {
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
+}
+
+kernel_version parse_kernel_release(std::string_view s) {
+  kernel_version v;
+  int *parts[] = {&v.major, &v.minor, &v.patch};
+  const char *p = s.data(), *end = s.data() + s.size();
+  for (std::size_t i = 0; i < std::size(parts) && p < end; ++i) {
+    auto [next, ec] = std::from_chars(p, end, *parts[i]);
+    if (ec != std::errc()) break;
+    p = next;
+    if (p < end && *p == '.')
+      ++p;
+    else
+      break;
+  }
+  return v;
+}
+
+kernel_version running_kernel() {
+  static const kernel_version v = [] {
+    struct utsname u {};
+    ::uname(&u);
+    return parse_kernel_release(u.release);
+  }();
+  return v;
+}
+
+std::string_view to_string(rule r) { return lookup(r).name; }
+
+std::string_view to_string(behaviour b) {
+  switch (b) {
+    case behaviour::newest: return "newest";
+    case behaviour::legacy: return "legacy";
+    case behaviour::either: return "either";
+  }
+  return "?";
+}
+
+expectation native_expectation(rule r, kernel_version v) {
+  const row &x = lookup(r);
+  const bool in_range = v >= x.legacy_from && v < x.legacy_until;
+  behaviour b = behaviour::newest;
+  if (in_range) b = x.stable ? behaviour::either : behaviour::legacy;
+  return {b, "native on " + v.str() + " expects " + std::string(to_string(b)) + " for " +
+                 std::string(x.name) + ": " + std::string(x.why)};
+}
+
+expectation expected_behaviour(rule r, backend b) {
+  if (b == backend::module)
+    return {behaviour::newest, "the module gives the newest behaviour for " +
+                                   std::string(to_string(r)) + " on " + running_kernel().str() +
+                                   ": " + std::string(lookup(r).why)};
+  return native_expectation(r, running_kernel());
+}
+
+}  // namespace dontunmap::test

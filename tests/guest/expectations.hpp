@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The one place that knows how the running kernel's own mremap() differs
+// from the newest upstream behaviour. The module backend must always give
+// the newest answer; the native backend gives whatever its kernel gives,
+// and the tests expect exactly that, so that a native run on any kernel of
+// the matrix checks the tests themselves.
+#pragma once
+
+#include <dontunmap/dontunmap.hpp>
+
+#include <compare>
+#include <string>
+#include <string_view>
+
+namespace dontunmap::test {
+
+struct kernel_version {
+  int major = 0;
+  int minor = 0;
+  int patch = 0;
+
+  auto operator<=>(const kernel_version &) const = default;
+  std::string str() const;
+};
+
+// "6.1.0-56-amd64" -> 6.1.0; "6.18.44-fc" -> 6.18.44. Debian's release
+// string carries the ABI number, not the stable sublevel, so only
+// major.minor are reliable and the table below uses no more than that.
+kernel_version parse_kernel_release(std::string_view release);
+kernel_version running_kernel();
+
+// Behaviours whose native answer depends on the kernel.
+enum class rule {
+  aligned_length_compare,      // 4096 vs 4000 lengths
+  non_anonymous_sources,       // shared anon, shmem/memfd, file mappings
+  overcommit_checked_first,    // VM_ACCOUNT charge refused under overcommit -> ENOMEM
+  source_keeps_vm_account,     // the source keeps VM_ACCOUNT and its charge
+  mlocked_source_split_ahead,  // a partial move of an mlocked VMA splits it first
+  locked_vm_unchanged,         // mm->locked_vm does not grow by the moved length
+  fixed_move_spans_vmas,       // MREMAP_FIXED moves a range covering several VMAs
+};
+
+// newest: what the newest upstream kernel does; legacy: what older kernels
+// do (each test says what that means for its rule); either: the kernel's
+// series got the fix through stable updates at a sublevel that the release
+// string cannot tell, so both complete outcomes are accepted (the test still
+// checks the outcome is one of the two, whole).
+enum class behaviour { newest, legacy, either };
+
+struct expectation {
+  behaviour what;
+  std::string why;  // printed with every assertion that uses it
+
+  bool allows_newest() const { return what != behaviour::legacy; }
+  bool allows_legacy() const { return what != behaviour::newest; }
+};
+
+std::string_view to_string(rule r);
+std::string_view to_string(behaviour b);
+
+// The running kernel's own answer (the table in expectations.cpp).
+expectation native_expectation(rule r, kernel_version v);
+// What `b` must do: the newest behaviour for the module, the running
+// kernel's for native.
+expectation expected_behaviour(rule r, backend b);
+
+}  // namespace dontunmap::test

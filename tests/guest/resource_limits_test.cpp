@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The limits a move is charged against: RLIMIT_AS and RLIMIT_DATA (the
+// destination grows total_vm and data_vm, nothing is unmapped), the commit
+// limit under vm.overcommit_memory=2, and the vm.max_map_count headroom.
+// Each refused move runs in a forked child, so that neither the lowered
+// rlimit nor the moment of a tiny system limit touches the test process;
+// sysctls are put back by guards as soon as the child has answered, and
+// again when the test ends however it ends.
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "support.hpp"
+
+namespace dontunmap::test {
+namespace {
+
+// A child's answer: 0 for success, an errno, or setup_failed + errno.
+constexpr int setup_failed = 1000;
+
+int outcome(const remap_result &r) { return r ? 0 : r.error().value(); }
+
+std::string text(int outcome) {
+  if (outcome == 0) return "success";
+  if (outcome >= setup_failed)
+    return std::string("child setup failed: ") + std::strerror(outcome - setup_failed);
+  return "errno " + std::to_string(outcome) + " (" + std::strerror(outcome) + ")";
+}
+
+class ResourceLimits : public backend_test {
+ protected:
+  static constexpr std::size_t kLen = 1 << 20;
+
+  void SetUp() override {
+    backend_test::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    src_ = guarded::anon(kLen);
+    ASSERT_TRUE(src_);
+    fill(src_.get(), kLen, per_page('r'));
+  }
+
+  // In a child: lower `resource` to what the process uses now ("VmSize" or
+  // "VmData" of /proc/self/status) plus half the move, then move.
+  int move_under_rlimit(int resource, const char *status_field) const {
+    const auto used_kb = procfs::status_kb(status_field);
+    if (!used_kb) return setup_failed + ENODATA;
+    const rlim_t limit = *used_kb * 1024 + kLen / 2;
+    const struct rlimit rl = {limit, limit};
+    if (::setrlimit(resource, &rl) != 0) return setup_failed + errno;
+    return outcome(move(src_.get(), kLen));
+  }
+
+  char *src() const { return src_.get(); }
+
+ private:
+  guarded src_;
+};
+
+TEST_P(ResourceLimits, AddressSpaceLimitIsEnomem) {
+  child_process child([this] { return move_under_rlimit(RLIMIT_AS, "VmSize"); });
+  ASSERT_TRUE(child.started());
+  child.go();
+  const auto r = child.result();
+  ASSERT_TRUE(r) << "the child died";
+  EXPECT_EQ(*r, ENOMEM) << "RLIMIT_AS one half move above VmSize: " << text(*r);
+}
+
+TEST_P(ResourceLimits, DataLimitIsEnomem) {
+  child_process child([this] { return move_under_rlimit(RLIMIT_DATA, "VmData"); });
+  ASSERT_TRUE(child.started());
+  child.go();
+  const auto r = child.result();
+  ASSERT_TRUE(r) << "the child died";
+  EXPECT_EQ(*r, ENOMEM) << "RLIMIT_DATA one half move above VmData: " << text(*r);
+}
+
+// A private writable source is VM_ACCOUNT: a DONTUNMAP move charges the
+// whole destination, since nothing is uncharged at the source.
+TEST_P(ResourceLimits, OvercommitRefusalIsEnomem) {
+  const auto smaps = procfs::smaps_at(src());
+  ASSERT_TRUE(smaps && smaps->has_flag("ac")) << "the source is not VM_ACCOUNT\n"
+                                              << (smaps ? smaps->text : "");
+  overcommit_guard overcommit;
+  if (!overcommit.readable()) GTEST_SKIP() << "no /proc/sys/vm/overcommit_*";
+
+  // Forked before the limit drops: fork charges the child's copy too.
+  child_process child([this] { return outcome(move(src(), kLen)); });
+  ASSERT_TRUE(child.started());
+  ASSERT_TRUE(child.prepared()) << "the child died";
+  // OVERCOMMIT_NEVER with ratio 0: CommitLimit is the swap alone, below
+  // Committed_AS, so every new charge fails.
+  ASSERT_TRUE(overcommit.set_never(0)) << "cannot set vm.overcommit_*";
+  child.go();
+  const auto r = child.result();
+  overcommit.restore();
+  ASSERT_TRUE(r) << "the child died";
+
+  const auto e = expect(rule::overcommit_checked_first);
+  if (e.what == behaviour::legacy)
+    EXPECT_EQ(*r, 0) << text(*r) << "\n" << e.why;
+  else
+    EXPECT_EQ(*r, ENOMEM) << text(*r) << "\n" << e.why;
+}
+
+TEST_P(ResourceLimits, MapCountHeadroomIsEnomem) {
+  sysctl_guard max_map_count("vm/max_map_count");
+  if (!max_map_count.readable()) GTEST_SKIP() << "no /proc/sys/vm/max_map_count";
+
+  child_process child([this] { return outcome(move(src(), kLen)); },
+                      [] { return static_cast<long>(procfs::map_count()); });
+  ASSERT_TRUE(child.started());
+  const auto count = child.prepared();
+  ASSERT_TRUE(count) << "the child died";
+  // Two free slots. Moving one whole VMA needs one, but a move must not
+  // fail half way, so upstream keeps headroom for the worst case: 6.x
+  // wants 6 free slots, 7.x 5 for a DONTUNMAP move.
+  ASSERT_TRUE(max_map_count.set(std::to_string(*count + 2))) << "cannot set vm.max_map_count";
+  child.go();
+  const auto r = child.result();
+  max_map_count.restore();
+  ASSERT_TRUE(r) << "the child died";
+  EXPECT_EQ(*r, ENOMEM) << "map_count " << *count << ", vm.max_map_count " << *count + 2 << ": "
+                        << text(*r);
+}
+
+DONTUNMAP_INSTANTIATE_BACKENDS(ResourceLimits);
+
+}  // namespace
+}  // namespace dontunmap::test

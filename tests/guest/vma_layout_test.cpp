@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The VMAs a move leaves behind, as /proc/self/maps shows them.
+#include <sys/mman.h>
+
+#include <cstdint>
+
+#include "support.hpp"
+
+namespace dontunmap::test {
+namespace {
+
+std::uintptr_t at(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
+
+class VmaLayout : public backend_test {};
+
+// DONTUNMAP unmaps nothing, so an unlocked source is not split: the range
+// taken from its middle is left as page-table-less memory inside the same
+// VMA, and only the destination is new. (A locked source is split in
+// three: Mlock.PartialMoveKeepsTheRestLocked.)
+TEST_P(VmaLayout, MiddleOfAVmaMovesWithoutSplittingTheSource) {
+  const std::size_t page = page_size();
+  auto src = guarded::anon(10 * page);
+  auto hole = guarded::hole(3 * page);
+  ASSERT_TRUE(src && hole);
+  fill(src.get(), 10 * page, uniform('m'));
+  const auto r = move(src.get() + 3 * page, 3 * page, hole.get());
+  ASSERT_TRUE(r) << describe(r);
+  ASSERT_EQ(*r, static_cast<void *>(hole.get())) << "the free hint was not honoured";
+  const auto layout = procfs::maps_excerpt({{src.get(), 10 * page}, {hole.get(), 3 * page}});
+
+  const auto source = procfs::vmas_in(src.get(), 10 * page);
+  ASSERT_EQ(source.size(), 1u) << layout;
+  EXPECT_EQ(source[0].start, at(src.get())) << layout;
+  EXPECT_EQ(source[0].end, at(src.get() + 10 * page)) << layout;
+  const auto dest = procfs::vmas_in(hole.get(), 3 * page);
+  ASSERT_EQ(dest.size(), 1u) << layout;
+  EXPECT_EQ(dest[0].start, at(hole.get())) << layout;
+  EXPECT_EQ(dest[0].end, at(hole.get() + 3 * page)) << layout;
+  EXPECT_EQ(dest[0].perms, source[0].perms) << layout;
+
+  EXPECT_TRUE(holds(src.get(), 3 * page, uniform('m')));
+  EXPECT_TRUE(holds(src.get() + 3 * page, 3 * page, zeros()));
+  EXPECT_TRUE(holds(src.get() + 6 * page, 4 * page, uniform('m')));
+  EXPECT_TRUE(holds(hole.get(), 3 * page, uniform('m')));
+}
+
+// 6.17+: with MREMAP_FIXED the range may cover several VMAs; each moves,
+// keeping its own protection.
+TEST_P(VmaLayout, FixedMoveSpansAdjacentVmas) {
+  const std::size_t page = page_size();
+  auto src = guarded::anon(4 * page);
+  auto target = guarded::hole(4 * page);
+  ASSERT_TRUE(src && target);
+  fill(src.get(), 4 * page, per_page('f'));
+  ASSERT_EQ(::mprotect(src.get() + 2 * page, 2 * page, PROT_READ), 0);
+  ASSERT_EQ(procfs::vmas_in(src.get(), 4 * page).size(), 2u)
+      << procfs::maps_excerpt({{src.get(), 4 * page}});
+
+  const auto r = move_fixed(src.get(), 4 * page, target.get());
+  const auto e = expect(rule::fixed_move_spans_vmas);
+  if (e.what == behaviour::legacy) {
+    EXPECT_TRUE(refused_with(r, EFAULT, 4 * page)) << e.why;
+    EXPECT_TRUE(holds(src.get(), 4 * page, per_page('f')));
+    return;
+  }
+  ASSERT_TRUE(r) << describe(r) << "\n" << e.why;
+  EXPECT_EQ(*r, static_cast<void *>(target.get()));
+  const auto layout = procfs::maps_excerpt({{src.get(), 4 * page}, {target.get(), 4 * page}});
+  const auto dest = procfs::vmas_in(target.get(), 4 * page);
+  ASSERT_EQ(dest.size(), 2u) << layout;
+  EXPECT_EQ(dest[0].end, at(target.get() + 2 * page)) << layout;
+  EXPECT_EQ(dest[0].perms, "rw-p") << layout;
+  EXPECT_EQ(dest[1].perms, "r--p") << layout;
+  EXPECT_EQ(procfs::vmas_in(src.get(), 4 * page).size(), 2u) << "the source VMAs stay" << layout;
+  EXPECT_TRUE(holds(target.get(), 4 * page, per_page('f')));
+  EXPECT_TRUE(holds(src.get(), 4 * page, zeros()));
+}
+
+DONTUNMAP_INSTANTIATE_BACKENDS(VmaLayout);
+
+}  // namespace
+}  // namespace dontunmap::test
