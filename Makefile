@@ -1,0 +1,41 @@
+# dontunmap: the two commands a newcomer runs, and a few for developers.
+#
+#   make check     provision what is missing, run every host and guest test
+#                  on every kernel of tests/vm/kernels, print one summary
+#                  (KERNELS="6.1-amd64 ..." limits the kernels)
+#   make demo      show the main job in a guest (DEMO_KERNEL, default 6.1-amd64)
+#
+#   make module    build dontunmap.ko for the running kernel (KDIR=... for another)
+#   make lib       build libdontunmap, its tests and examples in build/
+#   make checkpatch  kernel style check of module/ (needs the kernel's checkpatch.pl)
+
+BUILD       ?= build
+KERNELS     ?=
+DEMO_KERNEL ?= 6.1-amd64
+KDIR        ?= /lib/modules/$(shell uname -r)/build
+
+.PHONY: all check demo module module-clean lib checkpatch readme
+
+all: lib
+
+check:
+	tests/check --build $(BUILD) $(if $(KERNELS),--kernels "$(KERNELS)")
+
+demo:
+	tests/demo --build $(BUILD) --kernel $(DEMO_KERNEL)
+
+module:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+module-clean:
+	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
+
+lib:
+	cmake -S . -B $(BUILD)
+	cmake --build $(BUILD) -j$$(nproc)
+
+checkpatch:
+	tests/checkpatch
+
+readme:
+	tests/update-readme $(BUILD)/check/tested-on.md
