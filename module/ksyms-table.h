@@ -33,6 +33,12 @@ DONTUNMAP_FUNC(userfaultfd_unmap_complete, true, "UFFD_EVENT_UNMAP of a FIXED ta
 #ifdef DONTUNMAP_NEED_ANON_VMA_PREPARE
 DONTUNMAP_FUNC(__anon_vma_prepare, true, "keep copy_vma() from a self-merge")
 #endif
+#ifdef DONTUNMAP_NEED_UFFD_FAIL
+DONTUNMAP_FUNC(mremap_userfaultfd_fail, true, "userfaultfd: a failed move")
+#endif
+#ifdef DONTUNMAP_NEED_GET_UNMAPPED_AREA
+DONTUNMAP_FUNC(__get_unmapped_area, true, "place the destination")
+#endif
 
 DONTUNMAP_DATA(sysctl_max_map_count, "vm.max_map_count headroom checks")
 DONTUNMAP_DATA(vm_committed_as, "exact return of an overcommit charge")

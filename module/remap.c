@@ -207,26 +207,26 @@ static long prep_move_vma(struct vma_remap_struct *vrm)
 	unsigned long old_end = vrm->addr + vrm->old_len;
 	const bool split_before = vma->vm_start != old_addr;
 	const bool split_after = vma->vm_end != old_end;
+	vm_flags_t dummy;
 	long err = 0;
 
 	/* Avoid failure later on. */
 	if (!check_map_count(vrm, needs_pre_split(vrm), false))
 		return -ENOMEM;
 
-	if (vma->vm_ops && vma->vm_ops->may_split) {
-		if (split_before)
-			err = vma->vm_ops->may_split(vma, old_addr);
-		if (!err && split_after)
-			err = vma->vm_ops->may_split(vma, old_end);
-		if (err)
-			return err;
-	}
+	if (split_before)
+		err = dontunmap_vma_may_split(vma, old_addr);
+	if (!err && split_after)
+		err = dontunmap_vma_may_split(vma, old_end);
+	if (err)
+		return err;
 
 	/*
 	 * Break KSM pages in the range: they would otherwise turn up at the
 	 * new location shared with pages they no longer belong next to.
 	 */
-	err = dontunmap_ksm_unmerge(vma, old_addr, old_end);
+	dummy = vma->vm_flags;
+	err = ksm_madvise(vma, old_addr, old_end, MADV_UNMERGEABLE, &dummy);
 	if (err)
 		return err;
 
@@ -256,15 +256,13 @@ static long copy_vma_and_data(struct vma_remap_struct *vrm,
 			      struct vm_area_struct **new_vma_ptr)
 {
 	struct vm_area_struct *vma = vrm->vma;
-	const pgoff_t new_pgoff = vma->vm_pgoff +
-		((vrm->addr - vma->vm_start) >> PAGE_SHIFT);
 	struct vm_area_struct *new_vma;
 	unsigned long moved_len;
 	bool need_rmap_locks;
 	long err = 0;
 
-	new_vma = dontunmap_copy_vma(&vma, vrm->new_addr, vrm->new_len,
-				     new_pgoff, &need_rmap_locks);
+	new_vma = dontunmap_copy_vma(&vma, vrm->addr, vrm->new_addr,
+				     vrm->new_len, &need_rmap_locks);
 	if (!new_vma) {
 		vrm_uncharge(vrm);
 		*new_vma_ptr = NULL;
@@ -318,13 +316,8 @@ static void dontunmap_complete(struct vma_remap_struct *vrm,
 	dontunmap_vm_flags_clear(vma, VM_LOCKED | VM_LOCKONFAULT);
 
 	if (vma->vm_start == start && vma->vm_end == end) {
-		static_call(dontunmap_unlink_anon_vmas)(vma);
-		/*
-		 * The VMA is now unfaulted, and unfaulted anonymous VMAs keep
-		 * vm_pgoff == vm_start >> PAGE_SHIFT.
-		 */
-		if (vma_is_anonymous(vma) && !vma->vm_file)
-			vma->vm_pgoff = vma->vm_start >> PAGE_SHIFT;
+		dontunmap_unlink_anon_vmas(vma);
+		dontunmap_reset_unfaulted_pgoff(vma);
 	}
 }
 
@@ -395,23 +388,24 @@ static long mremap_to(struct vma_remap_struct *vrm)
 		vrm->vma = NULL;
 		if (err)
 			return err;
-		vrm->vma = vma_lookup(mm, vrm->addr);
+		vrm->vma = dontunmap_vma_lookup(mm, vrm->addr);
 		if (!vrm->vma)
 			return -EFAULT;
 	}
 	vma = vrm->vma;
 
 	/* MREMAP_DONTUNMAP expands by old_len since old_len == new_len. */
-	if (!static_call(dontunmap_may_expand_vm)(mm, vma->vm_flags,
-						  vrm->old_len >> PAGE_SHIFT))
+	if (!dontunmap_may_expand_vm(mm, vma, vrm->old_len >> PAGE_SHIFT))
 		return -ENOMEM;
 
 	if (vrm->flags & MREMAP_FIXED)
 		map_flags |= MAP_FIXED;
 	if (vma->vm_flags & VM_MAYSHARE)
 		map_flags |= MAP_SHARED;
-	res = get_unmapped_area(vma->vm_file, vrm->new_addr, vrm->new_len,
-				linear_page_index(vma, vrm->addr), map_flags);
+	res = dontunmap_get_unmapped_area(vma->vm_file, vrm->new_addr,
+					  vrm->new_len,
+					  linear_page_index(vma, vrm->addr),
+					  map_flags);
 	if (IS_ERR_VALUE(res))
 		return (long)res;
 	vrm->new_addr = res;
@@ -551,7 +545,7 @@ long dontunmap_remap(struct dontunmap_remap *req)
 	} else if (vrm.flags & MREMAP_FIXED) {
 		res = remap_move(&vrm);
 	} else {
-		vrm.vma = vma_lookup(mm, vrm.addr);
+		vrm.vma = dontunmap_vma_lookup(mm, vrm.addr);
 		res = check_prep_vma(&vrm);
 		if (!res)
 			res = mremap_to(&vrm);
