@@ -105,6 +105,7 @@ static int __init dontunmap_init(void)
 	err = misc_register(&dontunmap_dev);
 	if (err) {
 		pr_err("not loaded: misc_register failed (%d)\n", err);
+		dontunmap_release_symbols();
 		return err;
 	}
 	return 0;
@@ -113,6 +114,7 @@ static int __init dontunmap_init(void)
 static void __exit dontunmap_exit(void)
 {
 	misc_deregister(&dontunmap_dev);
+	dontunmap_release_symbols();
 }
 
 module_init(dontunmap_init);

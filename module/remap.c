@@ -45,18 +45,6 @@ struct vma_remap_struct {
 	int max_map_count;		/* vm.max_map_count, or INT_MAX */
 };
 
-/*
- * vm.max_map_count, for the headroom checks upstream makes so that a move
- * does not fail half way. Without a visible sysctl_max_map_count the checks
- * are skipped; split_vma() and do_munmap() still enforce the limit.
- */
-static int dontunmap_max_map_count(void)
-{
-	if (dontunmap_ksym_data.sysctl_max_map_count)
-		return READ_ONCE(*dontunmap_ksym_data.sysctl_max_map_count);
-	return INT_MAX;
-}
-
 static bool vrm_overlaps(struct vma_remap_struct *vrm)
 {
 	unsigned long end_old = vrm->addr + vrm->old_len;

@@ -12,6 +12,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/fs.h>
 #include <linux/kallsyms.h>
 #include <linux/kprobes.h>
 #include <linux/security.h>
@@ -26,6 +27,13 @@
 DEFINE_STATIC_CALL_NULL(dontunmap_kallsyms_lookup_name, kallsyms_lookup_name);
 
 struct dontunmap_ksym_data dontunmap_ksym_data;
+
+/*
+ * Without CONFIG_KALLSYMS_ALL, vm.max_map_count is read from its sysctl
+ * file, opened once at load so that no path is looked up in the caller's
+ * namespace afterwards.
+ */
+static struct file *dontunmap_max_map_count_file;
 
 struct dontunmap_ksym {
 	const char *name;
@@ -124,6 +132,53 @@ static unsigned long dontunmap_lookup(const char *name)
 	return addr;
 }
 
+/*
+ * vm.max_map_count, for the headroom checks upstream makes so that a move
+ * does not fail half way; INT_MAX (no pre-check: split_vma() and
+ * do_munmap() still enforce the limit) if it cannot be read.
+ */
+int dontunmap_max_map_count(void)
+{
+	struct file *file = dontunmap_max_map_count_file;
+	char buf[16];
+	loff_t pos = 0;
+	ssize_t len;
+	int val;
+
+	if (dontunmap_ksym_data.sysctl_max_map_count)
+		return READ_ONCE(*dontunmap_ksym_data.sysctl_max_map_count);
+	if (!file)
+		return INT_MAX;
+	len = kernel_read(file, buf, sizeof(buf) - 1, &pos);
+	if (len <= 0)
+		return INT_MAX;
+	buf[len] = '\0';
+	if (kstrtoint(strim(buf), 10, &val))
+		return INT_MAX;
+	return val;
+}
+
+static void dontunmap_open_max_map_count(void)
+{
+	struct file *file;
+
+	if (dontunmap_ksym_data.sysctl_max_map_count)
+		return;
+	file = filp_open("/proc/sys/vm/max_map_count", O_RDONLY, 0);
+	if (IS_ERR(file)) {
+		pr_warn("vm.max_map_count unreadable (%ld): map-count headroom is left to the kernel's own checks\n",
+			PTR_ERR(file));
+		return;
+	}
+	dontunmap_max_map_count_file = file;
+}
+
+void dontunmap_release_symbols(void)
+{
+	if (dontunmap_max_map_count_file)
+		filp_close(dontunmap_max_map_count_file, NULL);
+}
+
 int dontunmap_resolve_symbols(void)
 {
 	char resolved[512] = "", absent[256] = "";
@@ -158,6 +213,7 @@ int dontunmap_resolve_symbols(void)
 	}
 	if (missing)
 		return -ENOENT;
+	dontunmap_open_max_map_count();
 
 	pr_info("resolved via kallsyms_lookup_name (kprobe, released):%s; absent:%s; calls: %s\n",
 		resolved, alen ? absent : " none", dontunmap_call_mechanism());
