@@ -264,6 +264,16 @@ static inline void dontunmap_vm_flags_clear(struct vm_area_struct *vma,
 #endif
 }
 
+static inline void dontunmap_vm_flags_set(struct vm_area_struct *vma,
+					  vm_flags_t flags)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
+#endif
+}
+
 /* "mm: add per-VMA lock and helper functions to control it" (6.4) */
 static inline void dontunmap_vma_start_write(struct vm_area_struct *vma)
 {

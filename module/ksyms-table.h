@@ -41,7 +41,6 @@ DONTUNMAP_FUNC(__get_unmapped_area, true, "place the destination")
 #endif
 
 DONTUNMAP_DATA(sysctl_max_map_count, "vm.max_map_count headroom (else read from /proc/sys)")
-DONTUNMAP_DATA(vm_committed_as, "exact return of an overcommit charge")
 
 #undef DONTUNMAP_FUNC
 #undef DONTUNMAP_DATA

@@ -15,7 +15,6 @@
 #define DONTUNMAP_KSYMS_H
 
 #include <linux/static_call.h>
-#include <linux/percpu_counter.h>
 
 #define DONTUNMAP_FUNC(name, required, purpose)				\
 	DECLARE_STATIC_CALL(dontunmap_##name, name);
@@ -24,7 +23,6 @@
 /* Data symbols; NULL when the kernel does not expose them. */
 struct dontunmap_ksym_data {
 	int *sysctl_max_map_count;
-	struct percpu_counter *vm_committed_as;
 };
 extern struct dontunmap_ksym_data dontunmap_ksym_data;
 

@@ -20,7 +20,6 @@
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/huge_mm.h>
-#include <linux/percpu_counter.h>
 #include <linux/sched/mm.h>
 
 #include "internal.h"
@@ -41,7 +40,6 @@ struct vma_remap_struct {
 
 	/* Internal state. */
 	struct vm_area_struct *vma;	/* source VMA of the current step */
-	unsigned long charged;		/* pages charged to overcommit */
 	int max_map_count;		/* vm.max_map_count, or INT_MAX */
 };
 
@@ -144,8 +142,16 @@ static long check_prep_vma(struct vma_remap_struct *vrm)
 }
 
 /*
- * Charge the new range to overcommit up front: the source keeps its own
- * charge (and VM_ACCOUNT), so a DONTUNMAP move adds the whole length.
+ * Charge the new range to overcommit: the source keeps its own charge (and
+ * VM_ACCOUNT), so a DONTUNMAP move adds the whole length. The new VMA
+ * carries the charge from here on; unmapping it returns it.
+ *
+ * Upstream charges before copy_vma() and returns the charge with
+ * vm_unacct_memory() if copy_vma() fails. That helper is inline over
+ * vm_committed_as, a data symbol not every kernel exposes, so the module
+ * charges after copy_vma() instead and, if the charge is refused, removes
+ * the new VMA again (discard_new_vma()). Nothing is observable in between:
+ * the mmap lock is held throughout.
  */
 static bool vrm_charge(struct vma_remap_struct *vrm)
 {
@@ -153,35 +159,50 @@ static bool vrm_charge(struct vma_remap_struct *vrm)
 
 	if (!(vrm->vma->vm_flags & VM_ACCOUNT))
 		return true;
-	if (static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
-								 pages))
-		return false;
-	vrm->charged = pages;
-	return true;
+	return !static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
+								    pages);
 }
 
 /*
- * Give the charge back when no VMA was created to carry it. vm_unacct_memory()
- * is inline over the data symbol vm_committed_as; without it, charge a
- * negative amount, which under overcommit modes 0 and 1 is exactly an
- * uncharge, and under mode 2 is one unless the system is over its commit
- * limit at that instant.
+ * The charge for a new VMA was refused: unmap it again without returning a
+ * charge that was never made. copy_vma() may have merged the range into
+ * its neighbours, so VM_ACCOUNT is concealed from the unmap and restored on
+ * whatever is left of them, as upstream's unmap_source_vma() does for an
+ * accountable move. The unmap also takes back total_vm and locked_vm, which
+ * copy_vma() never added: add them first.
  */
-static void vrm_uncharge(struct vma_remap_struct *vrm)
+static void discard_new_vma(struct vma_remap_struct *vrm,
+			    struct vm_area_struct *new_vma)
 {
-	long pages = vrm->charged;
+	struct mm_struct *mm = current->mm;
+	unsigned long addr = vrm->new_addr;
+	unsigned long end = vrm->new_addr + vrm->new_len;
+	unsigned long vm_start = new_vma->vm_start;
+	unsigned long vm_end = new_vma->vm_end;
+	unsigned long pages = vrm->new_len >> PAGE_SHIFT;
+	unsigned long hiwater_vm = mm->hiwater_vm;
+	struct vm_area_struct *rest;
 
-	if (!pages)
-		return;
-	vrm->charged = 0;
-	if (dontunmap_ksym_data.vm_committed_as) {
-		percpu_counter_sub(dontunmap_ksym_data.vm_committed_as, pages);
+	dontunmap_vm_flags_clear(new_vma, VM_ACCOUNT);
+	static_call(dontunmap_vm_stat_account)(mm, new_vma->vm_flags, pages);
+	if (new_vma->vm_flags & VM_LOCKED)
+		mm->locked_vm += pages;
+	if (static_call(dontunmap_do_munmap)(mm, addr, vrm->new_len, NULL)) {
+		pr_warn_ratelimited("could not remove the destination of a refused move\n");
+		mm->hiwater_vm = hiwater_vm;
 		return;
 	}
-	if (static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
-								 -pages))
-		pr_warn_ratelimited("could not return an overcommit charge of %ld pages\n",
-				    pages);
+	if (vm_start < addr) {
+		rest = dontunmap_vma_lookup(mm, vm_start);
+		if (rest)
+			dontunmap_vm_flags_set(rest, VM_ACCOUNT);
+	}
+	if (vm_end > end) {
+		rest = dontunmap_vma_lookup(mm, end);
+		if (rest)
+			dontunmap_vm_flags_set(rest, VM_ACCOUNT);
+	}
+	mm->hiwater_vm = hiwater_vm;
 }
 
 /*
@@ -236,9 +257,10 @@ static long prep_move_vma(struct vma_remap_struct *vrm)
 }
 
 /*
- * Create the destination VMA and move the page tables into it. If the page
- * tables cannot all be moved, move back what was moved and point vrm at the
- * new VMA, so that the caller unmaps it instead of losing the source.
+ * Create the destination VMA, charge it, and move the page tables into it.
+ * If the page tables cannot all be moved, move back what was moved and point
+ * vrm at the new VMA, so that the caller unmaps it instead of losing the
+ * source.
  */
 static long copy_vma_and_data(struct vma_remap_struct *vrm,
 			      struct vm_area_struct **new_vma_ptr)
@@ -249,16 +271,17 @@ static long copy_vma_and_data(struct vma_remap_struct *vrm,
 	bool need_rmap_locks;
 	long err = 0;
 
+	*new_vma_ptr = NULL;
 	new_vma = dontunmap_copy_vma(&vma, vrm->addr, vrm->new_addr,
 				     vrm->new_len, &need_rmap_locks);
-	if (!new_vma) {
-		vrm_uncharge(vrm);
-		*new_vma_ptr = NULL;
+	if (!new_vma)
+		return -ENOMEM;
+	vrm->vma = vma;
+
+	if (!vrm_charge(vrm)) {
+		discard_new_vma(vrm, new_vma);
 		return -ENOMEM;
 	}
-	/* The new VMA now carries the charge; unmapping it returns it. */
-	vrm->charged = 0;
-	vrm->vma = vma;
 
 	moved_len = dontunmap_move_page_tables(vma, vrm->addr, new_vma,
 					       vrm->new_addr, vrm->old_len,
@@ -331,9 +354,6 @@ static long move_vma(struct vma_remap_struct *vrm)
 	err = prep_move_vma(vrm);
 	if (err)
 		return err;
-
-	if (!vrm_charge(vrm))
-		return -ENOMEM;
 
 	/* We don't want racing faults. */
 	dontunmap_vma_start_write(vrm->vma);

@@ -7,9 +7,11 @@
 // rlimit nor the moment of a tiny system limit touches the test process;
 // sysctls are put back by guards as soon as the child has answered, and
 // again when the test ends however it ends.
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -103,6 +105,54 @@ TEST_P(ResourceLimits, OvercommitRefusalIsEnomem) {
     EXPECT_EQ(*r, 0) << text(*r) << "\n" << e.why;
   else
     EXPECT_EQ(*r, ENOMEM) << text(*r) << "\n" << e.why;
+}
+
+// The refused charge must leave no trace, even when the destination had
+// already merged into its neighbour: an unfaulted source takes the
+// target's page offset, so a FIXED target right after an unfaulted
+// neighbour of the same kind merges with it. Afterwards the neighbour must
+// be as it was, VM_ACCOUNT ("ac") included.
+TEST_P(ResourceLimits, OvercommitRefusalLeavesMergedNeighbourAsItWas) {
+  overcommit_guard overcommit;
+  if (!overcommit.readable()) GTEST_SKIP() << "no /proc/sys/vm/overcommit_*";
+  if (expect(rule::overcommit_checked_first).what == behaviour::legacy)
+    GTEST_SKIP() << "this kernel's mremap charges without a check";
+
+  // [neighbour][target hole][PROT_NONE stop] and an unfaulted source.
+  mapping window(::mmap(nullptr, 3 * kLen, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+                 3 * kLen);
+  ASSERT_NE(window.get(), MAP_FAILED);
+  char *neighbour = window.get();
+  char *target = neighbour + kLen;
+  ASSERT_EQ(::munmap(target, kLen), 0);
+  ASSERT_EQ(::mprotect(target + kLen, kLen, PROT_NONE), 0);
+  guarded src = guarded::anon(kLen);
+  ASSERT_TRUE(src);
+  const std::string before = procfs::maps_excerpt({{neighbour, 3 * kLen}, {src.get(), kLen}});
+
+  child_process child([&] {
+    const int r = outcome(move_fixed(src.get(), kLen, target));
+    const auto n = procfs::smaps_at(neighbour);
+    const std::string after =
+        procfs::maps_excerpt({{neighbour, 3 * kLen}, {src.get(), kLen}});
+    if (r != ENOMEM) return r;
+    if (after != before || !n || !n->has_flag("ac")) {
+      std::fprintf(stderr, "before:\n%s\nafter:\n%s\nneighbour:\n%s\n", before.c_str(),
+                   after.c_str(), n ? n->text.c_str() : "(none)");
+      return setup_failed - 1;
+    }
+    return ENOMEM;
+  });
+  ASSERT_TRUE(child.started());
+  ASSERT_TRUE(child.prepared()) << "the child died";
+  ASSERT_TRUE(overcommit.set_never(0)) << "cannot set vm.overcommit_*";
+  child.go();
+  const auto r = child.result();
+  overcommit.restore();
+  ASSERT_TRUE(r) << "the child died";
+  EXPECT_NE(*r, setup_failed - 1) << "the refused move changed the maps (see stderr)";
+  EXPECT_EQ(*r, ENOMEM) << text(*r);
 }
 
 TEST_P(ResourceLimits, MapCountHeadroomIsEnomem) {
