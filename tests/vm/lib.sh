@@ -54,9 +54,36 @@ load_kernel() {
 }
 
 # True when modules for the loaded kernel build with the host's own
-# toolchain; otherwise they need a chroot of the toolchain suite.
+# toolchain (natively, or cross for another guest architecture); otherwise
+# they build in a chroot of the toolchain suite.
 uses_host_toolchain() {
-	[[ $K_TOOLCHAIN == "$(host_codename)" && $K_ARCH == "$(host_arch)" ]]
+	[[ $K_TOOLCHAIN == "$(host_codename)" ]]
+}
+
+# True when the loaded kernel's architecture is not the host's: its modules
+# are cross-compiled.
+is_cross() {
+	[[ $K_ARCH != "$(host_arch)" ]]
+}
+
+# gnu_type ARCH: the GNU triplet of a Debian architecture (the prefix of its
+# cross tools): arm64 -> aarch64-linux-gnu.
+gnu_type() {
+	dpkg-architecture -a "$1" -qDEB_HOST_GNU_TYPE 2>/dev/null
+}
+
+# gnu_cpu ARCH: what uname -m says on it: arm64 -> aarch64.
+gnu_cpu() {
+	dpkg-architecture -a "$1" -qDEB_HOST_GNU_CPU 2>/dev/null
+}
+
+# kbuild_arch ARCH: the kernel's name of a Debian architecture (ARCH=).
+kbuild_arch() {
+	case $1 in
+	amd64) printf 'x86\n' ;;
+	arm64) printf 'arm64\n' ;;
+	*) die "no Kbuild ARCH known for Debian architecture $1" ;;
+	esac
 }
 
 # The uname -r recorded by provision, or nothing.
@@ -225,4 +252,239 @@ apt_private_download() {
 apt_private_field() {
 	apt_private "$1" "$2" apt-cache show --no-all-versions "$3" 2>/dev/null |
 		awk -v f="$4:" '$1 == f { sub(/^[^:]*:[ \t]*/, ""); print; exit }'
+}
+
+# depends_with_prefix PREFIX: the first package of a Depends field (on
+# stdin) whose name starts with PREFIX.
+depends_with_prefix() {
+	tr ',' '\n' | sed 's/^[[:space:]]*//; s/[[:space:](|:].*//' |
+		awk -v p="$1" 'index($0, p) == 1 { print; exit }'
+}
+
+# kernel_members: the vmlinuz and config members of a list of .deb members
+# (on stdin), old layout (/boot) and new (/usr/lib/modules/<release>/).
+kernel_members() {
+	grep -E '^\./(boot/(vmlinu[xz]|config)-[^/]+|usr/lib/modules/[^/]+/(vmlinu[xz]|config))$' || true
+}
+
+# release_of_vmlinuz MEMBER: the kernel release a vmlinuz member names.
+release_of_vmlinuz() {
+	case $1 in
+	./boot/vmlinu[xz]-*) printf '%s\n' "${1#./boot/vmlinu[xz]-}" ;;
+	./usr/lib/modules/*/vmlinu[xz]) local r=${1#./usr/lib/modules/}; printf '%s\n' "${r%/*}" ;;
+	*) return 1 ;;
+	esac
+}
+
+# ---- Toolchains: the host, or a debootstrap chroot of another suite --------
+
+# What every toolchain chroot holds for DKMS builds (the kernel headers come
+# per kernel, with their compiler): DKMS, make, the suite's default gcc and
+# libc headers, kmod, pahole for BTF, libelf and bc for Kbuild's checks.
+readonly CHROOT_PACKAGES='dkms make gcc libc6-dev kmod dwarves libelf-dev bc'
+
+# chroot_dir SUITE: where the toolchain chroot of SUITE lives.
+chroot_dir() {
+	printf '%s/chroots/%s-%s\n' "$(cache_dir)" "$1" "$(host_arch)"
+}
+
+# load_toolchain: sets TC_ROOT, the root directory of the loaded kernel's
+# toolchain: empty for the host, else the chroot of K_TOOLCHAIN.
+load_toolchain() {
+	if uses_host_toolchain; then
+		TC_ROOT=''
+	else
+		TC_ROOT=$(chroot_dir "$K_TOOLCHAIN")
+	fi
+}
+
+# tc_path PATH: the host's name of PATH in the toolchain.
+tc_path() {
+	printf '%s%s\n' "$TC_ROOT" "$1"
+}
+
+# tc_run COMMAND...: COMMAND in the toolchain.
+tc_run() {
+	if [[ -z $TC_ROOT ]]; then
+		"$@"
+	else
+		chroot_run "$TC_ROOT" "$@"
+	fi
+}
+
+# toolchain_lock: serialises the users of the loaded kernel's toolchain
+# (DKMS state, dpkg, the chroot's configuration) until the script exits.
+toolchain_lock() {
+	local file=/run/lock/dontunmap-build-module.lock
+	[[ -z $TC_ROOT ]] || file=$TC_ROOT.lock
+	mkdir -p "$(dirname "$file")"
+	exec {TOOLCHAIN_LOCK_FD}>>"$file"
+	flock "$TOOLCHAIN_LOCK_FD"
+}
+
+# chroot_run ROOT COMMAND...: COMMAND chrooted into ROOT with a clean
+# environment and /proc, /sys and /dev mounted. The mounts are made in a
+# private mount namespace of their own, so they never show on the host and
+# vanish with the command however it ends (an unmount trap that cannot miss).
+chroot_run() {
+	local root=$1 var env=(PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+		DEBIAN_FRONTEND=noninteractive)
+	shift
+	for var in http_proxy https_proxy no_proxy; do
+		[[ -z ${!var:-} ]] || env+=("$var=${!var}")
+	done
+	# shellcheck disable=SC2016  # expanded by the inner shell
+	unshare --mount --propagation private -- bash -euc '
+		root=$1
+		shift
+		mount -t proc proc "$root/proc"
+		mount --rbind /sys "$root/sys"
+		mount --rbind /dev "$root/dev"
+		exec chroot "$root" "$@"' chroot_run "$root" /usr/bin/env -i "${env[@]}" "$@"
+}
+
+# chroot_foreign_arches SUITE: the guest architectures of the matrix's rows
+# built by this toolchain, other than the host's (dpkg's foreign ones).
+chroot_foreign_arches() {
+	kernel_rows | awk -v t="$1" -v h="$(host_arch)" '$5 == t && $3 != h { print $3 }'
+}
+
+# stamp_field FILE KEY: the words after "KEY:" in a chroot's stamp, one a line.
+stamp_field() {
+	[[ -f $1 ]] || return 0
+	awk -v k="$2:" '$1 == k { for (i = 2; i <= NF; i++) print $i }' "$1"
+}
+
+# words: stdin's words, sorted and unique, on one line.
+words() {
+	tr ' ' '\n' | sed '/^$/d' | sort -u | tr '\n' ' ' | sed 's/ $//'
+}
+
+# chroot_want SUITE: the configuration the chroot of SUITE must have, as its
+# stamp keeps it. Apt suites: SUITE with its -updates and -security, as on a
+# user's machine, and every other suite a row of the matrix built by this
+# toolchain comes from (trixie-backports: trixie's gcc builds its kernels).
+# Foreign architectures: those of such rows. Suites and architectures the
+# chroot has already stay, so that runs with different matrices do not undo
+# each other's work.
+chroot_want() {
+	local suite=$1 stamp
+	stamp=$(chroot_dir "$suite")/etc/dontunmap-chroot
+	chroot_want_lines "$suite" "$stamp" | sed 's/[[:space:]]*$//'
+}
+
+chroot_want_lines() {
+	local suite=$1 stamp=$2
+	printf 'mirror: %s\n' "$(debian_mirror)"
+	printf 'security: %s\n' "$(debian_security_mirror)"
+	printf 'suites: %s\n' "$({
+		printf '%s\n' "$suite" "$suite-updates" "$suite-security"
+		kernel_rows | awk -v t="$suite" '$5 == t { print $2 }'
+		stamp_field "$stamp" suites
+	} | words)"
+	printf 'foreign: %s\n' "$({
+		chroot_foreign_arches "$suite"
+		stamp_field "$stamp" foreign
+	} | words)"
+	printf 'packages: %s\n' "$CHROOT_PACKAGES"
+}
+
+# chroot_sources CONFIG_FILE: the sources.list of a chroot configuration.
+chroot_sources() {
+	local mirror security suite
+	mirror=$(stamp_field "$1" mirror)
+	security=$(stamp_field "$1" security)
+	for suite in $(stamp_field "$1" suites); do
+		if [[ $suite == *-security ]]; then
+			[[ -z $security ]] || printf 'deb %s %s main\n' "$security" "$suite"
+		else
+			printf 'deb %s %s main\n' "$mirror" "$suite"
+		fi
+	done
+}
+
+# chroot_ensure SUITE: the toolchain chroot of SUITE, created once and
+# configured as chroot_want says; a matching stamp means nothing to do.
+# The caller holds the toolchain lock.
+chroot_ensure() {
+	local suite=$1 root want stamp
+	root=$(chroot_dir "$suite")
+	stamp=$root/etc/dontunmap-chroot
+	want=$(chroot_want "$suite")
+	[[ -f $stamp && $(cat "$stamp") == "$want" ]] && return 0
+	[[ -f $root/etc/dontunmap-debootstrap ]] || chroot_create "$suite" "$root"
+	printf '%s\n' "$want" >"$stamp.new"
+	chroot_configure "$suite" "$root" "$stamp.new"
+	mv "$stamp.new" "$stamp"
+}
+
+# chroot_create SUITE ROOT: debootstrap (minbase) of SUITE for the host's
+# architecture, in ROOT.new first so that ROOT is always complete.
+chroot_create() {
+	local suite=$1 root=$2 new=$2.new start=$SECONDS
+	ensure_packages debootstrap debian-archive-keyring
+	log "creating the $suite toolchain chroot $root (debootstrap, about a minute)"
+	# No mount of ours lives outside a private namespace, so nothing is
+	# mounted below ROOT here.
+	rm -rf "$new"
+	mkdir -p "${root%/*}"
+	# debootstrap mounts /proc and /sys in the target itself: in a private
+	# namespace too, so that a failed run leaves nothing mounted.
+	if ! unshare --mount --propagation private -- debootstrap --variant=minbase \
+		--keyring="$DEBIAN_KEYRING" --arch="$(host_arch)" \
+		"$suite" "$new" "$(debian_mirror)" >"$root.debootstrap.log" 2>&1; then
+		tail -n 20 "$root.debootstrap.log" >&2
+		die "debootstrap of $suite failed (log: $root.debootstrap.log)"
+	fi
+	: >"$new/etc/dontunmap-debootstrap"
+	rm -rf "$root"
+	mv "$new" "$root"
+	log "$suite chroot bootstrapped in $((SECONDS - start)) s"
+}
+
+# chroot_configure SUITE ROOT CONFIG_FILE: apt sources, dpkg and apt
+# settings for quick unattended installs, foreign architectures, then
+# CHROOT_PACKAGES.
+chroot_configure() {
+	local suite=$1 root=$2 config=$3 arch start=$SECONDS
+	chroot_sources "$config" >"$root/etc/apt/sources.list"
+	cat >"$root/etc/apt/apt.conf.d/90dontunmap" <<-'EOF'
+		APT::Install-Recommends "false";
+		APT::Install-Suggests "false";
+		Acquire::Languages "none";
+	EOF
+	cat >"$root/etc/dpkg/dpkg.cfg.d/90dontunmap" <<-'EOF'
+		force-unsafe-io
+		path-exclude=/usr/share/doc/*
+		path-exclude=/usr/share/man/*
+		path-exclude=/usr/share/locale/*
+		path-exclude=/usr/share/info/*
+	EOF
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	for arch in $(stamp_field "$config" foreign); do
+		chroot_run "$root" dpkg --add-architecture "$arch"
+	done
+	log "installing in the $suite chroot: $CHROOT_PACKAGES"
+	chroot_run "$root" apt-get update -q >&2
+	# shellcheck disable=SC2086  # a list of package names
+	chroot_run "$root" apt-get install -y -q $CHROOT_PACKAGES >&2
+	log "$suite chroot configured in $((SECONDS - start)) s"
+}
+
+# toolchain_apt_install PACKAGE[:ARCH][=VERSION]...: apt-get install in the
+# toolchain (a user's plain apt), its package lists updated first when they
+# do not know one of them.
+toolchain_apt_install() {
+	local spec
+	for spec in "$@"; do
+		tc_run apt-cache show "$spec" >/dev/null 2>&1 && continue
+		if [[ -z $TC_ROOT ]]; then
+			host_apt_update_once
+		else
+			tc_run apt-get update -q >&2
+		fi
+		break
+	done
+	DEBIAN_FRONTEND=noninteractive tc_run apt-get install -y -q --no-install-recommends "$@" >&2
 }
