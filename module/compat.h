@@ -42,6 +42,15 @@
 #endif
 
 /*
+ * 7.3 is admitted at the one sublevel whose mm/internal.h was read: the
+ * layout of struct pagetable_move_control below is copied from it, and a
+ * stable update that changed it would be called with a wrong struct.
+ */
+#if DONTUNMAP_KV(7, 3) && LINUX_VERSION_CODE != KERNEL_VERSION(7, 3, 4)
+#error "dontunmap: only 7.3.4 of the 7.3 series has been verified"
+#endif
+
+/*
  * copy_vma(). "mm/mremap: fix locked_vm leak from MREMAP_DONTUNMAP
  * self-merge" added @keep_source inside the stable series (Debian 6.1.192
  * and 6.12.115+ have it; 5.10 and 6.1.176 do not). 6.1's headers declare
