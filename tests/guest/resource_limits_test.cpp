@@ -55,6 +55,16 @@ class ResourceLimits : public backend_test {
     return outcome(move(src_.get(), kLen));
   }
 
+  // The move, in a child under that lowered limit, fails with ENOMEM.
+  void expect_refused_under_rlimit(int resource, const char *status_field) const {
+    child_process child([=, this] { return move_under_rlimit(resource, status_field); });
+    ASSERT_TRUE(child.started());
+    child.go();
+    const auto r = child.result();
+    ASSERT_TRUE(r) << "the child died";
+    EXPECT_EQ(*r, ENOMEM) << "rlimit one half move above " << status_field << ": " << text(*r);
+  }
+
   char *src() const { return src_.get(); }
 
  private:
@@ -62,21 +72,11 @@ class ResourceLimits : public backend_test {
 };
 
 TEST_P(ResourceLimits, AddressSpaceLimitIsEnomem) {
-  child_process child([this] { return move_under_rlimit(RLIMIT_AS, "VmSize"); });
-  ASSERT_TRUE(child.started());
-  child.go();
-  const auto r = child.result();
-  ASSERT_TRUE(r) << "the child died";
-  EXPECT_EQ(*r, ENOMEM) << "RLIMIT_AS one half move above VmSize: " << text(*r);
+  expect_refused_under_rlimit(RLIMIT_AS, "VmSize");
 }
 
 TEST_P(ResourceLimits, DataLimitIsEnomem) {
-  child_process child([this] { return move_under_rlimit(RLIMIT_DATA, "VmData"); });
-  ASSERT_TRUE(child.started());
-  child.go();
-  const auto r = child.result();
-  ASSERT_TRUE(r) << "the child died";
-  EXPECT_EQ(*r, ENOMEM) << "RLIMIT_DATA one half move above VmData: " << text(*r);
+  expect_refused_under_rlimit(RLIMIT_DATA, "VmData");
 }
 
 // A private writable source is VM_ACCOUNT: a DONTUNMAP move charges the
