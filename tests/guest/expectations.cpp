@@ -78,6 +78,57 @@ constexpr row table[] = {
      false,
      "6.17 lets MREMAP_FIXED with equal lengths move a range that spans several VMAs; older "
      "kernels require one VMA (EFAULT)"},
+    {rule::call_checked_before_source,
+     "call_checked_before_source",
+     {0, 0, 0},
+     {6, 15, 0},
+     false,
+     "the 6.15 rework's check_mremap_params() checks the destination (alignment, TASK_SIZE, "
+     "overlap with the source) and do_mremap() the map-count headroom before the source is "
+     "looked up; up to 6.14 the syscall looked the source up first (no VMA -> EFAULT, sealed -> "
+     "EPERM) and mremap_to() checked the destination after it, so the same call fails with "
+     "EFAULT/EPERM instead of EINVAL/ENOMEM (seen: Debian 6.12.118 against 7.3.4)"},
+    {rule::map_count_headroom,
+     "map_count_headroom",
+     {0, 0, 0},
+     {6, 15, 0},
+     false,
+     "up to 6.14 mremap_to() refused a move unless map_count + 2 < vm.max_map_count - 3 (six "
+     "free slots); __check_map_count_against_split() of the 6.15-6.17 rework asks for five (two "
+     "for splitting a FIXED target, two for the move, one for an mlock pre-split), so with "
+     "exactly five free the old kernels say ENOMEM (seen: Debian 6.12.118 ENOMEM, 7.3.4 "
+     "success; no kernel of the matrix lies between, so the boundary is the rework's first "
+     "release)"},
+    {rule::unfaulted_source_self_merge,
+     "unfaulted_source_self_merge",
+     {0, 0, 0},
+     {7, 0, 0},
+     true,
+     "copy_vma() gives the destination of an unfaulted anonymous source the pgoff of its new "
+     "address, so a destination right next to the source merges with it into one VMA; the fix "
+     "(copy_vma()'s keep_source, \"mm/mremap: fix locked_vm leak from MREMAP_DONTUNMAP "
+     "self-merge\") reached stable series at sublevels the release string cannot tell (Debian "
+     "6.1.192 and 6.12.115+ have it, 5.10.262 and 6.1.176 do not; seen merged on 5.10.262). "
+     "Upstream release of the fix not verified: 7.3 has it"},
+    {rule::next_vma_gains_vm_account,
+     "next_vma_gains_vm_account",
+     {0, 0, 0},
+     {5, 11, 0},
+     false,
+     "5.10's move_vma() runs a DONTUNMAP move of the middle of a VM_ACCOUNT VMA through the "
+     "split accounting of a plain move and sets VM_ACCOUNT on vma->vm_next, an unrelated VMA "
+     "(seen: a shared mapping after the source gains \"ac\" on 5.10.262); 5.11 (\"mm/mremap: "
+     "for MREMAP_DONTUNMAP check security_vm_enough_memory_mm()\", as overcommit_checked_first) "
+     "keeps DONTUNMAP out of that path - Debian 6.1.192 no longer does it"},
+    {rule::fixed_target_unmapped_first,
+     "fixed_target_unmapped_first",
+     {0, 0, 0},
+     {5, 16, 0},
+     false,
+     "5.10's mremap_to() unmaps a MREMAP_FIXED target before it looks the source up, so a call "
+     "refused for its source (no VMA: EFAULT) has already destroyed what was at the target "
+     "(seen on 5.10.262); by 6.1 the syscall looks the source up first (added with hugetlb "
+     "mremap support, 5.16 - the release is not verified, no matrix kernel lies between)"},
 };
 
 const row &lookup(rule r) {

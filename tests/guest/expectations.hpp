@@ -39,6 +39,11 @@ enum class rule {
   mlocked_source_split_ahead,  // a partial move of an mlocked VMA splits it first
   locked_vm_unchanged,         // mm->locked_vm does not grow by the moved length
   fixed_move_spans_vmas,       // MREMAP_FIXED moves a range covering several VMAs
+  call_checked_before_source,  // destination and map-count checks precede the source lookup
+  map_count_headroom,          // free vm.max_map_count slots a move needs
+  unfaulted_source_self_merge, // an unfaulted source merges with a destination next to it
+  next_vma_gains_vm_account,   // a partial move sets VM_ACCOUNT on the VMA after the source
+  fixed_target_unmapped_first, // a FIXED target is unmapped before the source is looked up
 };
 
 // newest: what the newest upstream kernel does; legacy: what older kernels

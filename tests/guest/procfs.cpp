@@ -174,12 +174,13 @@ bool smaps_entry::has_flag(std::string_view flag) const {
   return false;
 }
 
-std::optional<smaps_entry> smaps_at(const void *addr) {
+std::vector<smaps_entry> read_smaps() {
+  std::vector<smaps_entry> out;
   std::ifstream in("/proc/self/smaps");
   std::optional<smaps_entry> cur;
   for (std::string line; std::getline(in, line);) {
     if (is_smaps_header(line)) {
-      if (cur && cur->area.contains(addr)) return cur;
+      if (cur) out.push_back(std::move(*cur));
       cur.reset();
       if (auto v = parse_maps_line(line)) {
         cur.emplace();
@@ -201,7 +202,13 @@ std::optional<smaps_entry> smaps_at(const void *addr) {
       if (rest >> value) cur->fields_kb.emplace_back(name, value);
     }
   }
-  if (cur && cur->area.contains(addr)) return cur;
+  if (cur) out.push_back(std::move(*cur));
+  return out;
+}
+
+std::optional<smaps_entry> smaps_at(const void *addr) {
+  for (auto &e : read_smaps())
+    if (e.area.contains(addr)) return std::move(e);
   return std::nullopt;
 }
 

@@ -63,6 +63,8 @@ struct smaps_entry {
 };
 // The smaps block of the VMA containing addr.
 std::optional<smaps_entry> smaps_at(const void *addr);
+// Every block of /proc/self/smaps, in address order.
+std::vector<smaps_entry> read_smaps();
 
 // A "Name:   123 kB" field of /proc/self/status or /proc/meminfo, in kB.
 // Neither allocates.

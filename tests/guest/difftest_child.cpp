@@ -1,0 +1,858 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// One child of a scenario: builds the layout at its fixed addresses, makes
+// the one call through its side (native mremap or the module), and reports
+// what it observes before and after as lines on a pipe.
+//
+// Observing must not change what is observed: pages are read only where
+// /proc/self/pagemap says they are present (a read of an absent private
+// page would populate it, and one of a userfaultfd-registered range would
+// block), through /proc/self/mem (which also reads PROT_NONE pages); and
+// the Committed_AS reads around the call do not allocate.
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <malloc.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <dontunmap/dontunmap.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "difftest.hpp"
+#include "procfs.hpp"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MLOCK_ONFAULT
+#define MLOCK_ONFAULT 1
+#endif
+
+namespace dontunmap::difftest {
+namespace procfs = test::procfs;
+namespace {
+
+constexpr long kSysMseal = 462;  // the same number on every architecture
+// A child that has not finished by then is stuck (a fault on a
+// userfaultfd range nobody serves, say): SIGALRM ends it, and the parent
+// reports the death.
+constexpr unsigned kChildTimeoutSeconds = 120;
+// Pages of context kept around each observed range.
+constexpr std::size_t kMarginPages = 16;
+
+std::string hex(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+  return buf;
+}
+
+std::string errname(int err) {
+  const char *name = ::strerrorname_np(err);
+  return name ? name : "errno " + std::to_string(err);
+}
+
+// The report, written to the pipe as it grows.
+class out_stream {
+ public:
+  explicit out_stream(int fd) : fd_(fd) {}
+  void line(std::string_view section, std::string_view text) {
+    buf_.append(section);
+    if (!text.empty()) buf_.append(" ").append(text);
+    buf_.push_back('\n');
+    if (buf_.size() > 32768) flush();
+  }
+  void flush() {
+    const char *p = buf_.data();
+    std::size_t left = buf_.size();
+    while (left) {
+      const ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      p += n;
+      left -= static_cast<std::size_t>(n);
+    }
+    buf_.clear();
+  }
+  [[noreturn]] void finish() {
+    line("end", "");
+    flush();
+    ::_exit(0);
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+// ---------------------------------------------------------------------------
+// Building the layout
+
+void write_page(char *p, const scenario &sc, int m, std::size_t i, bool dup) {
+  std::memset(p, content_byte(sc, m, i, dup), page());
+  if (!dup) {
+    const std::uint64_t header[3] = {sc.seed, static_cast<std::uint64_t>(m), i};
+    std::memcpy(p, header, sizeof(header));
+  }
+}
+
+struct built {
+  int memfd = -1;
+  int tmpfd = -1;
+  int uffd = -1;
+};
+
+// Why a build stopped: a feature the kernel lacks (skip) or a step that
+// failed (setup).
+struct stop {
+  bool skip;
+  std::string what;
+};
+
+std::optional<stop> make_file(int &fd, const scenario &sc, bool memfd) {
+  const std::size_t pages = memfd ? sc.memfd_pages : sc.tmpfs_pages;
+  const auto &prefill = memfd ? sc.memfd_prefill : sc.tmpfs_prefill;
+  if (memfd) {
+    fd = ::memfd_create("difftest", MFD_CLOEXEC);
+    if (fd < 0) return stop{errno == ENOSYS, "memfd_create: " + errname(errno)};
+  } else {
+    // The same name in both children (they run one after the other), so
+    // /proc/self/maps shows the same path; unlinked at once, so nothing is
+    // left behind.
+    const char *path = "/tmp/difftest.tmpfs";
+    ::unlink(path);
+    fd = ::open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return stop{false, std::string("open ") + path + ": " + errname(errno)};
+    ::unlink(path);
+  }
+  if (::ftruncate(fd, static_cast<off_t>(pages * page())) != 0)
+    return stop{false, "ftruncate: " + errname(errno)};
+  std::string buf(page(), '\0');
+  for (std::size_t i : prefill) {
+    write_page(buf.data(), sc, memfd ? 100 : 200, i, false);
+    if (::pwrite(fd, buf.data(), page(), static_cast<off_t>(i * page())) !=
+        static_cast<ssize_t>(page()))
+      return stop{false, "pwrite: " + errname(errno)};
+  }
+  return std::nullopt;
+}
+
+// Starts ksmd, waits until it has merged what the layout offers, stops it.
+// Four full scans from now: the one under way may not include this process
+// (a new mm is queued behind the scan cursor), the next only checksums its
+// pages, the one after merges them, and one more for good measure. ksmd has
+// no completion to wait for, so this polls its scan counter (bounded).
+bool g_system_allowed = true;
+
+bool ksm_settle() {
+  if (!g_system_allowed) return false;
+  const auto scans = [] {
+    const auto t = procfs::read_text("/sys/kernel/mm/ksm/full_scans");
+    return t ? std::strtoull(t->c_str(), nullptr, 10) : 0ULL;
+  };
+  if (!procfs::write_text("/sys/kernel/mm/ksm/run", "1")) return false;
+  const auto start = scans();
+  for (int i = 0; i < 4000 && scans() < start + 4; ++i) ::usleep(5000);
+  const bool merged = scans() >= start + 4;
+  procfs::write_text("/sys/kernel/mm/ksm/run", "0");
+  return merged;
+}
+
+std::optional<stop> build(const scenario &sc, built &b) {
+  const std::size_t pg = page();
+  const auto fail = [](std::string step, int err) {
+    return stop{false, std::move(step) + ": " + errname(err)};
+  };
+  const bool need_memfd = std::any_of(sc.maps.begin(), sc.maps.end(),
+                                      [](const auto &m) { return is_memfd(m.k); });
+  const bool need_tmpfs = std::any_of(sc.maps.begin(), sc.maps.end(), [](const auto &m) {
+    return is_file(m.k) && !is_memfd(m.k);
+  });
+  if (need_memfd)
+    if (auto s = make_file(b.memfd, sc, true)) return s;
+  if (need_tmpfs)
+    if (auto s = make_file(b.tmpfd, sc, false)) return s;
+
+  for (std::size_t i = 0; i < sc.maps.size(); ++i) {
+    const mapping_desc &d = sc.maps[i];
+    const int m = static_cast<int>(i);
+    const std::string name = "map " + std::to_string(i);
+    int flags = MAP_FIXED_NOREPLACE;
+    int fd = -1;
+    switch (d.k) {
+      case kind::private_anon: flags |= MAP_PRIVATE | MAP_ANONYMOUS; break;
+      case kind::shared_anon: flags |= MAP_SHARED | MAP_ANONYMOUS; break;
+      case kind::memfd_shared: flags |= MAP_SHARED; fd = b.memfd; break;
+      case kind::memfd_private: flags |= MAP_PRIVATE; fd = b.memfd; break;
+      case kind::tmpfs_shared: flags |= MAP_SHARED; fd = b.tmpfd; break;
+      case kind::tmpfs_private: flags |= MAP_PRIVATE; fd = b.tmpfd; break;
+    }
+    if (d.how == fill::populate) flags |= MAP_POPULATE;
+    const int initial = d.how == fill::touched ? PROT_READ | PROT_WRITE : d.prot;
+    const off_t off = is_file(d.k) ? static_cast<off_t>(d.file_pgoff * pg) : 0;
+    auto *want = reinterpret_cast<char *>(d.start());
+    void *p = ::mmap(want, d.pages * pg, initial, flags, fd, off);
+    if (p == MAP_FAILED) return fail("mmap " + name, errno);
+    if (p != want) return stop{false, "mmap " + name + ": placed at " + hex(std::uintptr_t(p))};
+    if (d.how == fill::touched) {
+      for (std::size_t t : d.touched) write_page(want + t * pg, sc, m, t, d.dup_content);
+      if (d.prot != initial && ::mprotect(want, d.pages * pg, d.prot) != 0)
+        return fail("mprotect " + name, errno);
+    }
+    for (const piece &pc : d.protect)
+      if (::mprotect(want + pc.first * pg, pc.pages * pg, pc.prot) != 0)
+        return fail("mprotect piece of " + name, errno);
+    if (d.mergeable && ::madvise(want, d.pages * pg, MADV_MERGEABLE) != 0)
+      return stop{errno == EINVAL, "madvise(MADV_MERGEABLE) " + name + ": " + errname(errno)};
+    if (d.locked != lock::none) {
+      char *at = want + d.lock_range.first * pg;
+      const std::size_t len = d.lock_range.pages * pg;
+      const long rc = d.locked == lock::mlock ? ::mlock(at, len)
+                                              : ::syscall(SYS_mlock2, at, len, MLOCK_ONFAULT);
+      // mlock() of a range with PROT_NONE parts locks all of it but cannot
+      // populate those parts, and says ENOMEM (5.10 also for
+      // MLOCK_ONFAULT): the layout is still the intended one, and the same
+      // in both children.
+      if (rc != 0 && errno != ENOMEM)
+        return fail("mlock " + name, errno);
+    }
+  }
+
+  if (sc.uses_uffd()) {
+    b.uffd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+    if (b.uffd < 0) return stop{errno == ENOSYS, "userfaultfd: " + errname(errno)};
+    uffdio_api api{};
+    api.api = UFFD_API;
+    api.features = sc.uffd_features;
+    if (::ioctl(b.uffd, UFFDIO_API, &api) != 0)
+      return stop{errno == EINVAL, "UFFDIO_API: " + errname(errno)};
+    for (std::size_t i = 0; i < sc.maps.size(); ++i) {
+      const mapping_desc &d = sc.maps[i];
+      if (!d.uffd) continue;
+      uffdio_register reg{};
+      reg.range.start = d.start() + d.uffd_range.first * pg;
+      reg.range.len = d.uffd_range.pages * pg;
+      reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+      if (::ioctl(b.uffd, UFFDIO_REGISTER, &reg) != 0)
+        return fail("UFFDIO_REGISTER map " + std::to_string(i), errno);
+    }
+  }
+
+  for (std::size_t i = 0; i < sc.maps.size(); ++i) {
+    const mapping_desc &d = sc.maps[i];
+    if (!d.seal) continue;
+    if (::syscall(kSysMseal, d.start() + d.seal_range.first * pg, d.seal_range.pages * pg, 0) !=
+        0)
+      return stop{errno == ENOSYS, "mseal map " + std::to_string(i) + ": " + errname(errno)};
+  }
+
+  if (sc.uses_ksm() && !ksm_settle()) return stop{true, "ksm: ksmd cannot be run or is too slow"};
+  if (sc.lim == limit::map_count && !g_system_allowed)
+    return stop{true, "max_map_count: system knobs left alone"};
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------
+// Observing
+
+struct region {
+  std::uintptr_t lo, hi;
+};
+
+region around(std::uintptr_t addr, std::uint64_t len) {
+  const std::uintptr_t margin = kMarginPages * page();
+  const std::uintptr_t lo = addr > margin ? addr - margin : 0;
+  const std::uintptr_t end = addr + len < addr ? ~std::uintptr_t(0) : addr + len;
+  const std::uintptr_t hi = end + margin < end ? ~std::uintptr_t(0) : end + margin;
+  return {lo, hi};
+}
+
+region exactly(std::uintptr_t addr, std::uint64_t len) {
+  const std::uintptr_t end = addr + len < addr ? ~std::uintptr_t(0) : addr + len;
+  return {addr, end};
+}
+
+std::vector<region> merged(std::vector<region> rs) {
+  std::sort(rs.begin(), rs.end(), [](const region &a, const region &b) { return a.lo < b.lo; });
+  std::vector<region> out;
+  for (const region &r : rs) {
+    if (!out.empty() && r.lo <= out.back().hi)
+      out.back().hi = std::max(out.back().hi, r.hi);
+    else
+      out.push_back(r);
+  }
+  return out;
+}
+
+struct page_rec {
+  std::uintptr_t addr = 0;
+  std::uint64_t bits = 0;  // pagemap bits 55-63, shifted down
+  std::uint64_t hash = 0;  // content, when present
+  std::size_t vma = 0;     // index into snapshot::vmas
+
+  bool present() const { return bits & (1u << 8); }
+};
+
+struct snapshot {
+  std::vector<procfs::smaps_entry> vmas;
+  std::vector<page_rec> pages;  // sorted by address
+  std::string status;
+
+  const page_rec *at(std::uintptr_t a) const {
+    auto it = std::lower_bound(pages.begin(), pages.end(), a,
+                               [](const page_rec &p, std::uintptr_t x) { return p.addr < x; });
+    return it != pages.end() && it->addr == a ? &*it : nullptr;
+  }
+  const procfs::smaps_entry *vma_at(std::uintptr_t a) const {
+    for (const auto &v : vmas)
+      if (a >= v.area.start && a < v.area.end) return &v;
+    return nullptr;
+  }
+};
+
+std::uint64_t hash_bytes(const unsigned char *p, std::size_t n) {
+  std::uint64_t h = 0xcbf2'9ce4'8422'2325ULL;
+  for (std::size_t i = 0; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x100'0000'01b3ULL;
+    h ^= h >> 29;
+  }
+  return h;
+}
+
+// `view`: the VMAs whose maps and smaps lines are reported; `pages`: where
+// their pages are read (the window and the exact hint and result ranges,
+// not the margins: beyond the window, neighbours are the child's own memory,
+// whose contents differ between the children).
+snapshot take(const std::vector<region> &view, const std::vector<region> &pages) {
+  static const int pagemap = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  // Also reads PROT_NONE pages where the kernel allows it (7.x does not:
+  // those hash as 1, "present but unreadable", in both children alike).
+  static const int mem = ::open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+  const std::size_t pg = page();
+  snapshot s;
+  for (auto &e : procfs::read_smaps()) {
+    const bool in = std::any_of(view.begin(), view.end(), [&](const region &r) {
+      return e.area.end > r.lo && e.area.start < r.hi;
+    });
+    if (in) s.vmas.push_back(std::move(e));
+  }
+  std::vector<std::uint64_t> pm;
+  std::vector<unsigned char> buf(pg);
+  for (std::size_t vi = 0; vi < s.vmas.size(); ++vi) {
+    const auto &v = s.vmas[vi].area;
+    for (const region &r : pages) {
+      const std::uintptr_t lo = std::max<std::uintptr_t>(v.start, r.lo);
+      const std::uintptr_t hi = std::min<std::uintptr_t>(v.end, r.hi);
+      if (lo >= hi) continue;
+      const std::size_t n = (hi - lo) / pg;
+      pm.assign(n, 0);
+      const ssize_t got = ::pread(pagemap, pm.data(), n * 8, static_cast<off_t>(lo / pg * 8));
+      if (got != static_cast<ssize_t>(n * 8)) pm.assign(n, 0);
+      for (std::size_t i = 0; i < n; ++i) {
+        page_rec p;
+        p.addr = lo + i * pg;
+        p.bits = pm[i] >> 55;
+        p.vma = vi;
+        if (p.present()) {
+          if (::pread(mem, buf.data(), pg, static_cast<off_t>(p.addr)) == static_cast<ssize_t>(pg))
+            p.hash = hash_bytes(buf.data(), pg);
+          else
+            p.hash = 1;  // present but unreadable
+        }
+        s.pages.push_back(p);
+      }
+    }
+  }
+  std::sort(s.pages.begin(), s.pages.end(),
+            [](const page_rec &a, const page_rec &b) { return a.addr < b.addr; });
+
+  std::string st;
+  for (const char *f : {"VmSize", "VmData", "VmLck", "VmPin", "VmPTE"}) {
+    const auto v = procfs::status_kb(f);
+    st += std::string(f) + "=" + (v ? std::to_string(*v) : "?") + " ";
+  }
+  st += "map_count=" + std::to_string(procfs::map_count());
+  for (const auto &v : procfs::read_maps())
+    if (v.path == "[heap]" || v.path == "[stack]")
+      st += " " + v.path.substr(1, v.path.size() - 2) + "=" + std::to_string(v.size() / 1024);
+  s.status = st;
+  return s;
+}
+
+// Inode numbers differ between the children (each makes its own files);
+// the order in which files first appear does not. Files are told apart by
+// device and inode: the shmem mount behind memfds and shared anonymous
+// memory and the /tmp tmpfs number their inodes independently.
+class inode_names {
+ public:
+  std::string operator()(const procfs::vma &v) {
+    if (!v.inode) return "0";
+    // "start-end perms offset dev inode path": the fourth field.
+    std::string dev;
+    std::size_t at = 0;
+    for (int field = 0; field < 3 && at != std::string::npos; ++field) {
+      at = v.line.find(' ', at);
+      if (at != std::string::npos) at = v.line.find_first_not_of(' ', at);
+    }
+    if (at != std::string::npos) dev = v.line.substr(at, v.line.find(' ', at) - at);
+    auto [it, fresh] = names_.try_emplace({dev, v.inode}, names_.size() + 1);
+    (void)fresh;
+    return "ino#" + std::to_string(it->second);
+  }
+
+ private:
+  std::map<std::pair<std::string, std::uint64_t>, std::size_t> names_;
+};
+
+// Pss, Pss_Dirty, Pss_Anon, ..., SwapPss divide each page by the number of
+// processes mapping it, which other processes (KSM merges reach across
+// them) can change: not a property of this one.
+bool proportional(std::string_view field) {
+  return field.rfind("Pss", 0) == 0 || field == "SwapPss";
+}
+
+std::string range_str(std::uintptr_t a, std::uintptr_t b) { return hex(a) + "-" + hex(b); }
+
+void emit(out_stream &out, std::string_view tag, const snapshot &s, inode_names &ino) {
+  const std::string maps = std::string(tag) + ".maps";
+  const std::string smaps = std::string(tag) + ".smaps";
+  const std::string pages = std::string(tag) + ".pages";
+  for (const auto &e : s.vmas) {
+    const auto &v = e.area;
+    out.line(maps, range_str(v.start, v.end) + " " + v.perms + " " + hex(v.offset) + " " +
+                       ino(v) + " " + v.path);
+  }
+  for (const auto &e : s.vmas) {
+    std::string t = range_str(e.area.start, e.area.end);
+    for (const auto &[name, kb] : e.fields_kb)
+      if (!proportional(name)) t += " " + name + "=" + std::to_string(kb);
+    t += " VmFlags=";
+    for (std::size_t i = 0; i < e.vm_flags.size(); ++i) t += (i ? "," : "") + e.vm_flags[i];
+    out.line(smaps, t);
+  }
+  // Per run of consecutive pages (VMA boundaries play no part: splits and
+  // merges show in the maps lines), the pages observed: "-" and the
+  // pagemap bits if absent, else the bits and the content hash; runs of
+  // the same token as token*N.
+  std::size_t i = 0;
+  while (i < s.pages.size()) {
+    std::string t = hex(s.pages[i].addr) + ":";
+    std::string prev;
+    std::size_t run = 0;
+    const auto flush_run = [&] {
+      if (run) t += " " + prev + (run > 1 ? "*" + std::to_string(run) : "");
+    };
+    std::uintptr_t expect = s.pages[i].addr;
+    for (; i < s.pages.size() && s.pages[i].addr == expect; ++i, expect += page()) {
+      const page_rec &p = s.pages[i];
+      char tok[48];
+      if (p.present())
+        std::snprintf(tok, sizeof(tok), "%03" PRIx64 ":%012" PRIx64, p.bits,
+                      static_cast<std::uint64_t>(p.hash & 0xffff'ffff'ffffULL));
+      else
+        std::snprintf(tok, sizeof(tok), "-%03" PRIx64, p.bits);
+      if (tok == prev) {
+        ++run;
+      } else {
+        flush_run();
+        prev = tok;
+        run = 1;
+      }
+    }
+    flush_run();
+    out.line(pages, t);
+  }
+  out.line(std::string(tag) + ".status", s.status);
+}
+
+// ---------------------------------------------------------------------------
+// Facts for the rules, from the layout before the call
+
+std::string vma_class(const procfs::smaps_entry *v) {
+  if (!v) return "none";
+  const auto &a = v->area;
+  if (a.path.rfind("/dev/zero", 0) == 0) return "shared_anon";
+  if (a.inode == 0) return a.perms.size() > 3 && a.perms[3] == 's' ? "shared_anon" : "private_anon";
+  return a.perms.size() > 3 && a.perms[3] == 's' ? "file_shared" : "file_private";
+}
+
+void emit_facts(out_stream &out, const scenario &sc, const snapshot &pre) {
+  const call_desc &c = sc.call;
+  const std::uintptr_t pg = page();
+  const std::uintptr_t old = c.old_addr & ~(pg - 1);
+  const std::uint64_t alen = page_align(c.old_len);
+  const std::uintptr_t end = old + alen < old ? ~std::uintptr_t(0) : old + alen;
+  const auto *first = pre.vma_at(old);
+  std::size_t vmas = 0;
+  for (const auto &v : pre.vmas)
+    if (v.area.end > old && v.area.start < end) ++vmas;
+  bool dst_mapped = false;
+  const region dst = exactly(c.new_addr, alen);
+  for (const auto &v : pre.vmas)
+    if (alen && v.area.end > dst.lo && v.area.start < dst.hi) dst_mapped = true;
+  std::string t = "src=" + vma_class(first);
+  t += " vmas=" + std::to_string(vmas);
+  t += std::string(" beyond_first=") + (first && end > first->area.end ? "1" : "0");
+  t += std::string(" partial=") +
+       (first && (first->area.start != old || first->area.end > end) ? "1" : "0");
+  t += std::string(" locked=") + (first && first->has_flag("lo") ? "1" : "0");
+  t += std::string(" uffd=") + (first && first->has_flag("um") ? "1" : "0");
+  t += std::string(" account=") + (first && first->has_flag("ac") ? "1" : "0");
+  t += std::string(" dst_mapped=") + (dst_mapped ? "1" : "0");
+  out.line("fact", t);
+}
+
+// ---------------------------------------------------------------------------
+// The newest semantics, checked on the outcome alone: a success moved every
+// page of the range to the same offset from the result and left the source
+// mapped and empty; a failure lost nothing (a FIXED move that failed part
+// way across several VMAs may have moved the first ones, whole).
+
+std::string check(const scenario &sc, const snapshot &pre, const snapshot &post,
+                  const std::expected<void *, std::error_code> &r) {
+  const call_desc &c = sc.call;
+  const std::uintptr_t pg = page();
+  const std::uintptr_t old = c.old_addr;
+  const std::uint64_t alen = page_align(c.old_len);
+  std::vector<std::string> problems;
+  const auto problem = [&](std::string p) {
+    if (problems.size() < 4) problems.push_back(std::move(p));
+  };
+  const auto same = [](const page_rec &a, const page_rec &b) {
+    return a.present() == b.present() && a.hash == b.hash;
+  };
+  const auto in_range = [&](std::uintptr_t a) { return a >= old && a - old < alen; };
+
+  if (r) {
+    const auto ret = reinterpret_cast<std::uintptr_t>(*r);
+    if (ret % pg) problem("result " + hex(ret) + " not page aligned");
+    if ((c.flags & MREMAP_FIXED) && ret != c.new_addr) problem("FIXED result " + hex(ret));
+    for (const page_rec &p : pre.pages) {
+      if (!in_range(p.addr)) continue;
+      const page_rec *d = post.at(ret + (p.addr - old));
+      const page_rec *s = post.at(p.addr);
+      if (!d)
+        problem("page " + hex(p.addr) + " has no destination");
+      else if (!same(p, *d))
+        problem("page " + hex(p.addr) + " arrived changed");
+      else if (pre.vmas[p.vma].area.perms != post.vmas[d->vma].area.perms)
+        problem("page " + hex(p.addr) + " arrived with perms " + post.vmas[d->vma].area.perms);
+      if (!s)
+        problem("source page " + hex(p.addr) + " unmapped");
+      else if (s->present())
+        problem("source page " + hex(p.addr) + " still present");
+    }
+    // Where the source had a gap, the destination has what it had before
+    // (a move across several VMAs moves each alone: the target's pages
+    // between them are not unmapped) or nothing.
+    for (const page_rec &d : post.pages) {
+      if (d.addr < ret || d.addr - ret >= alen) continue;
+      if (pre.at(old + (d.addr - ret))) continue;
+      const page_rec *before = pre.at(d.addr);
+      if (!before || !same(*before, d))
+        problem("destination page " + hex(d.addr) + " mapped where the source had none");
+    }
+  } else {
+    for (const page_rec &p : pre.pages) {
+      if (!in_range(p.addr)) continue;
+      const page_rec *s = post.at(p.addr);
+      if (s && same(p, *s)) continue;
+      if (c.flags & MREMAP_FIXED) {
+        const page_rec *d = post.at(c.new_addr + (p.addr - old));
+        if (d && same(p, *d) && s && !s->present()) continue;
+      }
+      problem("failed call changed source page " + hex(p.addr));
+    }
+  }
+  if (problems.empty()) return "ok";
+  std::string t = "FAIL:";
+  for (const auto &p : problems) t += " " + p + ";";
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// userfaultfd events
+
+// Reads the events a move raises. The mover blocks until each
+// non-cooperative event (REMAP, UNMAP) has been read, so with those
+// features a reader runs on a thread of its own; it does not allocate.
+class uffd_monitor {
+ public:
+  uffd_monitor(int uffd, bool threaded) : uffd_(uffd) {
+    if (!threaded) return;
+    stop_ = ::eventfd(0, EFD_CLOEXEC);
+    thread_ = std::thread([this] { loop(); });
+  }
+  // After the call: stops the reader, or reads what is queued.
+  void finish() {
+    if (thread_.joinable()) {
+      // An eventfd write of 1 cannot fail short of a counter overflow.
+      const std::uint64_t one = 1;
+      [[maybe_unused]] const ssize_t n = ::write(stop_, &one, sizeof(one));
+      thread_.join();
+    } else {
+      drain();
+    }
+  }
+  void emit(out_stream &out) const {
+    for (int i = 0; i < count_; ++i) {
+      const uffd_msg &m = msgs_[i];
+      switch (m.event) {
+        case UFFD_EVENT_REMAP:
+          out.line("uffd", "remap from=" + hex(m.arg.remap.from) + " to=" + hex(m.arg.remap.to) +
+                               " len=" + hex(m.arg.remap.len));
+          break;
+        case UFFD_EVENT_UNMAP:
+          out.line("uffd", "unmap start=" + hex(m.arg.remove.start) +
+                               " end=" + hex(m.arg.remove.end));
+          break;
+        case UFFD_EVENT_PAGEFAULT:
+          out.line("uffd", "pagefault address=" + hex(m.arg.pagefault.address));
+          break;
+        default: out.line("uffd", "event " + std::to_string(m.event)); break;
+      }
+    }
+    if (overflow_) out.line("uffd", "more events than recorded");
+  }
+
+ private:
+  void drain() {
+    uffd_msg m;
+    while (::read(uffd_, &m, sizeof(m)) == sizeof(m)) {
+      if (count_ < kMax)
+        msgs_[count_++] = m;
+      else
+        overflow_ = true;
+    }
+  }
+  void loop() {
+    pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      drain();
+      if (fds[1].revents & POLLIN) return;
+    }
+  }
+
+  static constexpr int kMax = 16;
+  int uffd_;
+  int stop_ = -1;
+  std::thread thread_;
+  uffd_msg msgs_[kMax] = {};
+  int count_ = 0;
+  bool overflow_ = false;
+};
+
+[[gnu::noinline]] void grow_stack() {
+  volatile char deep[512 * 1024];
+  for (std::size_t i = 0; i < sizeof(deep); i += 1024) deep[i] = 0;
+}
+
+// The scenario's limit, set right before the call and lifted right after
+// it (the observation that follows allocates).
+class call_limit {
+ public:
+  explicit call_limit(const scenario &sc) {
+    const std::uint64_t slack = sc.lim_slack * page();
+    switch (sc.lim) {
+      case limit::none: break;
+      case limit::as: set(RLIMIT_AS, procfs::status_kb("VmSize"), slack); break;
+      case limit::data: set(RLIMIT_DATA, procfs::status_kb("VmData"), slack); break;
+      case limit::map_count:
+        old_max_ = procfs::read_text(kMaxMapCount);
+        procfs::write_text(kMaxMapCount, std::to_string(procfs::map_count() + sc.lim_slack));
+        break;
+    }
+  }
+  ~call_limit() { lift(); }
+  void lift() {
+    if (resource_ >= 0) ::setrlimit(resource_, &saved_);
+    resource_ = -1;
+    if (old_max_) procfs::write_text(kMaxMapCount, *old_max_);
+    old_max_.reset();
+  }
+
+ private:
+  static constexpr const char *kMaxMapCount = "/proc/sys/vm/max_map_count";
+  void set(int resource, std::optional<std::uint64_t> kb, std::uint64_t slack) {
+    if (!kb || ::getrlimit(resource, &saved_) != 0) return;
+    rlimit rl = saved_;
+    rl.rlim_cur = *kb * 1024 + slack;
+    if (::setrlimit(resource, &rl) == 0) resource_ = resource;
+  }
+  int resource_ = -1;
+  rlimit saved_{};
+  std::optional<std::string> old_max_;
+};
+
+// The after_ops: faults on every page the reader may touch (never one under
+// userfaultfd, which would block), then mprotect() round trips over the
+// source and destination ranges, which let VMAs merge.
+void do_after(const scenario &sc, const snapshot &post, const std::vector<region> &pages,
+              std::uintptr_t ret, bool moved) {
+  const std::size_t pg = page();
+  const std::uint64_t alen = page_align(sc.call.old_len);
+  if (sc.after.touch) {
+    for (const auto &v : post.vmas) {
+      if (v.has_flag("um") || v.area.perms.empty() || v.area.perms[0] != 'r') continue;
+      const bool writable = sc.after.write && v.area.perms.size() > 1 && v.area.perms[1] == 'w';
+      for (const region &r : pages) {
+        const std::uintptr_t lo = std::max<std::uintptr_t>(v.area.start, r.lo);
+        const std::uintptr_t hi = std::min<std::uintptr_t>(v.area.end, r.hi);
+        for (std::uintptr_t a = lo; a < hi; a += pg) {
+          auto *p = reinterpret_cast<volatile unsigned char *>(a);
+          const unsigned char byte = *p;
+          if (writable) *p = static_cast<unsigned char>(byte + 1);
+        }
+      }
+    }
+  }
+  if (sc.after.reprotect) {
+    std::vector<region> ranges;
+    if (alen && alen <= kWindowSize) {
+      ranges.push_back(exactly(sc.call.old_addr & ~std::uintptr_t(pg - 1), alen));
+      if (moved) ranges.push_back(exactly(ret, alen));
+    }
+    for (const region &r : ranges) {
+      for (const auto &v : post.vmas) {
+        const std::uintptr_t lo = std::max<std::uintptr_t>(v.area.start, r.lo);
+        const std::uintptr_t hi = std::min<std::uintptr_t>(v.area.end, r.hi);
+        if (lo >= hi) continue;
+        int prot = PROT_NONE;
+        if (v.area.perms[0] == 'r') prot |= PROT_READ;
+        if (v.area.perms[1] == 'w') prot |= PROT_WRITE;
+        if (v.area.perms[2] == 'x') prot |= PROT_EXEC;
+        auto *at = reinterpret_cast<void *>(lo);
+        if (::mprotect(at, hi - lo, PROT_NONE) == 0) ::mprotect(at, hi - lo, prot);
+      }
+    }
+  }
+  if (sc.after.flatten) {
+    // VMA by VMA: one sealed VMA must not stop the others.
+    for (const auto &v : post.vmas) {
+      for (const region &r : pages) {
+        const std::uintptr_t lo = std::max<std::uintptr_t>(v.area.start, r.lo);
+        const std::uintptr_t hi = std::min<std::uintptr_t>(v.area.end, r.hi);
+        if (lo < hi) ::mprotect(reinterpret_cast<void *>(lo), hi - lo, PROT_READ);
+      }
+    }
+  }
+}
+
+std::int64_t committed_kb() {
+  const auto v = procfs::meminfo_kb("Committed_AS");
+  return v ? static_cast<std::int64_t>(*v) : -1;
+}
+
+}  // namespace
+
+void set_system_allowed(bool allowed) { g_system_allowed = allowed; }
+
+void run_child(const scenario &sc, side which, int out_fd) {
+  ::alarm(kChildTimeoutSeconds);
+  // Keep malloc off mmap() and in one arena: the children's address spaces
+  // then differ in nothing but what the scenario does.
+  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  ::mallopt(M_ARENA_MAX, 1);
+  // VmSize and VmData count the heap and the stack too, whose growth must
+  // not depend on how many bytes a line of /proc happens to take: the heap
+  // is grown by 64 MiB at once and never trimmed, the stack is touched
+  // 512 KiB deep now, so neither changes size while the child observes.
+  ::mallopt(M_TOP_PAD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  ::free(::malloc(1));
+  grow_stack();
+  out_stream out(out_fd);
+
+  built b;
+  if (auto s = build(sc, b)) {
+    out.line(s->skip ? "skip" : "setup", s->what);
+    out.finish();
+  }
+  std::optional<dontunmap::device> dev;
+  if (which == side::module) {
+    auto d = dontunmap::device::open();
+    if (!d) {
+      out.line("setup", std::string("open " DONTUNMAP_DEVICE ": ") + errname(d.error().value()));
+      out.finish();
+    }
+    dev.emplace(std::move(*d));
+  }
+
+  const call_desc &c = sc.call;
+  const std::uint64_t alen = page_align(c.old_len);
+  const bool small = alen <= kWindowSize;
+  std::vector<region> view = {around(kWindowBase, kWindowSize)};
+  std::vector<region> pages = {{kWindowBase, kWindowBase + kWindowSize}};
+  if (((c.flags & MREMAP_FIXED) || c.new_addr) && small) {
+    view.push_back(around(c.new_addr, alen));
+    pages.push_back(exactly(c.new_addr, alen));
+  }
+  view = merged(view);
+  pages = merged(pages);
+
+  inode_names ino;
+  const snapshot pre = take(view, pages);
+  emit_facts(out, sc, pre);
+  emit(out, "pre", pre, ino);
+  out.flush();
+
+  remap_request req;
+  req.old_addr = reinterpret_cast<void *>(c.old_addr);
+  req.old_len = c.old_len;
+  req.new_len = c.new_len;
+  req.flags = c.flags;
+  req.new_addr = reinterpret_cast<void *>(c.new_addr);
+
+  std::optional<uffd_monitor> monitor;
+  if (b.uffd >= 0)
+    monitor.emplace(b.uffd, (sc.uffd_features &
+                             (UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP)) != 0);
+  call_limit lim(sc);
+  const std::int64_t before = committed_kb();
+  const auto r = which == side::native ? remap_native(req) : dev->remap(req);
+  const std::int64_t after = committed_kb();
+  lim.lift();
+  if (monitor) monitor->finish();
+
+  if (r) {
+    out.line("result", "ok " + hex(reinterpret_cast<std::uintptr_t>(*r)));
+    if (small) {
+      const auto ret = reinterpret_cast<std::uintptr_t>(*r);
+      view.push_back(around(ret, alen));
+      pages.push_back(exactly(ret, alen));
+      view = merged(view);
+      pages = merged(pages);
+    }
+  } else {
+    out.line("result", "err " + errname(r.error().value()));
+  }
+  out.line("commit", std::to_string(before >= 0 && after >= 0 ? after - before : 0));
+  if (monitor) monitor->emit(out);
+  const snapshot post = take(view, pages);
+  emit(out, "post", post, ino);
+  out.line("check", check(sc, pre, post, r));
+  if (sc.after.touch || sc.after.reprotect || sc.after.flatten) {
+    out.flush();
+    do_after(sc, post, pages, r ? reinterpret_cast<std::uintptr_t>(*r) : 0, r.has_value());
+    emit(out, "after", take(view, pages), ino);
+  }
+  out.finish();
+}
+
+}  // namespace dontunmap::difftest

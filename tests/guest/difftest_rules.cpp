@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Judging a pair of reports. On the newest kernels the two must agree line
+// for line (Committed_AS within --commit-tolerance, 0 by default). On older ones the kernel's own
+// mremap() differs from the newest upstream in known ways; each is a rule of
+// the one table in expectations.cpp (native_expectation), where its reason
+// is written. Here each rule only gets a predicate saying which scenarios
+// it can explain, and what the native side must then show. The module's
+// outcome is held to the newest semantics whatever the rule (its "check"
+// line must be ok).
+#include <linux/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "difftest.hpp"
+
+namespace dontunmap::difftest {
+namespace {
+
+using test::rule;
+
+// Committed_AS is system wide. The two children run one after the other,
+// never together, and read it right before and after the call without
+// allocating, so in a quiet guest the two deltas are equal and the default
+// tolerance is 0; on a developer's machine other processes charge and
+// uncharge meanwhile, and --commit-tolerance absorbs that.
+long g_commit_tolerance_kb = 0;
+
+using facts = std::map<std::string, std::string, std::less<>>;
+
+facts parse_facts(std::string_view line) {
+  facts f;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    const std::size_t sp = line.find(' ', i);
+    const std::string_view tok = line.substr(i, sp == std::string_view::npos ? line.npos : sp - i);
+    const std::size_t eq = tok.find('=');
+    if (eq != std::string_view::npos)
+      f.emplace(std::string(tok.substr(0, eq)), std::string(tok.substr(eq + 1)));
+    if (sp == std::string_view::npos) break;
+    i = sp + 1;
+  }
+  return f;
+}
+
+bool fact_is(const facts &f, std::string_view key, std::string_view value) {
+  const auto it = f.find(key);
+  return it != f.end() && it->second == value;
+}
+
+bool failed_with(const report &r, std::string_view err) {
+  return r.first("result") == "err " + std::string(err);
+}
+bool succeeded(const report &r) { return r.first("result").rfind("ok ", 0) == 0; }
+
+// What each rule can explain: the scenarios it applies to, what the native
+// side then shows, and which parts of the reports it may make differ
+// (empty: any, the native call having failed where the module's worked).
+// The first that explains a difference is credited with it, so the more
+// specific come first.
+struct rule_predicate {
+  rule r;
+  bool (*explains)(const scenario &sc, const facts &f, const report &n, const report &m);
+  std::vector<std::string_view> sections;
+};
+
+const std::vector<std::string_view> kLayoutAfterwards = {
+    "post.maps", "post.smaps", "post.status", "after.maps", "after.smaps", "after.status"};
+// Everything but the result.
+const std::vector<std::string_view> kAllButResult = {
+    "uffd",       "post.maps",   "post.smaps",  "post.pages",  "post.status", "after.maps",
+    "after.smaps", "after.pages", "after.status", "commit"};
+
+std::uint64_t hex_at(std::string_view s) {
+  return std::strtoull(std::string(s).c_str(), nullptr, 16);
+}
+
+// The VMAs of a maps section: "0xstart-0xend perms ...".
+std::vector<std::pair<std::uint64_t, std::uint64_t>> vmas(const report &r, std::string_view sec) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  for (auto line : r.section(sec)) {
+    const auto dash = line.find('-');
+    if (dash == std::string_view::npos) continue;
+    out.emplace_back(hex_at(line.substr(0, dash)), hex_at(line.substr(dash + 1)));
+  }
+  return out;
+}
+
+std::uint64_t result_addr(const report &r) { return hex_at(r.first("result").substr(3)); }
+
+const rule_predicate predicates[] = {
+    {rule::aligned_length_compare,
+     [](const scenario &sc, const facts &, const report &n, const report &) {
+       const call_desc &c = sc.call;
+       return c.old_len != c.new_len && page_align(c.old_len) == page_align(c.new_len) &&
+              failed_with(n, "EINVAL");
+     },
+     {}},
+    {rule::non_anonymous_sources,
+     [](const scenario &, const facts &f, const report &n, const report &) {
+       return !fact_is(f, "src", "private_anon") && !fact_is(f, "src", "none") &&
+              failed_with(n, "EINVAL");
+     },
+     {}},
+    {rule::fixed_move_spans_vmas,
+     [](const scenario &sc, const facts &f, const report &n, const report &) {
+       // The old kernels check one VMA: the range runs past it (EFAULT),
+       // unless a sealed source (EPERM, checked first) stops them earlier.
+       return (sc.call.flags & MREMAP_FIXED) && fact_is(f, "beyond_first", "1") &&
+              (failed_with(n, "EFAULT") || failed_with(n, "EPERM"));
+     },
+     {}},
+    {rule::call_checked_before_source,
+     [](const scenario &, const facts &, const report &n, const report &m) {
+       return (failed_with(n, "EFAULT") || failed_with(n, "EPERM")) &&
+              (failed_with(m, "EINVAL") || failed_with(m, "ENOMEM"));
+     },
+     {"result"}},
+    {rule::map_count_headroom,
+     [](const scenario &sc, const facts &, const report &n, const report &) {
+       return sc.lim == limit::map_count && failed_with(n, "ENOMEM");
+     },
+     {}},
+    {rule::mlocked_source_split_ahead,
+     [](const scenario &, const facts &f, const report &n, const report &m) {
+       return fact_is(f, "locked", "1") && fact_is(f, "partial", "1") && succeeded(n) &&
+              n.first("result") == m.first("result");
+     },
+     kLayoutAfterwards},
+    {rule::unfaulted_source_self_merge,
+     [](const scenario &sc, const facts &f, const report &n, const report &m) {
+       if (!fact_is(f, "src", "private_anon") || !succeeded(n) ||
+           n.first("result") != m.first("result"))
+         return false;
+       const std::uint64_t src = sc.call.old_addr, dst = result_addr(n);
+       for (const auto &[lo, hi] : vmas(n, "post.maps"))
+         if (src >= lo && src < hi && dst >= lo && dst < hi) return true;
+       return false;
+     },
+     kLayoutAfterwards},
+    {rule::next_vma_gains_vm_account,
+     [](const scenario &, const facts &f, const report &n, const report &m) {
+       return fact_is(f, "partial", "1") && fact_is(f, "account", "1") && succeeded(n) &&
+              n.first("result") == m.first("result");
+     },
+     // The flag is in smaps; once mprotect() makes neighbours alike, it
+     // also decides which of them merge.
+     kLayoutAfterwards},
+    {rule::fixed_target_unmapped_first,
+     [](const scenario &sc, const facts &f, const report &n, const report &m) {
+       return (sc.call.flags & MREMAP_FIXED) && fact_is(f, "dst_mapped", "1") &&
+              !succeeded(n) && n.first("result") == m.first("result");
+     },
+     kAllButResult},
+};
+
+// The lines of one report that the other lacks (as multisets), in order.
+std::vector<std::string> only_in(const std::vector<std::string_view> &a,
+                                 const std::vector<std::string_view> &b) {
+  std::map<std::string_view, int> count;
+  for (auto l : b) ++count[l];
+  std::vector<std::string> out;
+  for (auto l : a) {
+    if (count[l] > 0)
+      --count[l];
+    else
+      out.emplace_back(l);
+  }
+  return out;
+}
+
+// Appends the differences of one section to `why`; true if there were any.
+bool differs(std::string_view name, const report &n, const report &m,
+             std::vector<std::string> &why) {
+  const auto a = n.section(name), b = m.section(name);
+  if (a == b) return false;
+  const std::size_t had = why.size();
+  for (auto &l : only_in(a, b)) why.push_back("- native " + std::string(name) + " " + l);
+  for (auto &l : only_in(b, a)) why.push_back("+ module " + std::string(name) + " " + l);
+  if (why.size() == had) why.push_back(std::string(name) + ": same lines, different order");
+  return true;
+}
+
+}  // namespace
+
+void set_commit_tolerance_kb(long kb) { g_commit_tolerance_kb = kb; }
+
+std::vector<std::string_view> report::section(std::string_view name) const {
+  std::vector<std::string_view> out;
+  for (const auto &l : lines) {
+    const std::string_view v(l);
+    if (v.size() >= name.size() && v.substr(0, name.size()) == name &&
+        (v.size() == name.size() || v[name.size()] == ' '))
+      out.push_back(v.size() == name.size() ? std::string_view() : v.substr(name.size() + 1));
+  }
+  return out;
+}
+
+std::string_view report::first(std::string_view name) const {
+  for (const auto &l : lines) {
+    const std::string_view v(l);
+    if (v.size() > name.size() && v.substr(0, name.size()) == name && v[name.size()] == ' ')
+      return v.substr(name.size() + 1);
+  }
+  return {};
+}
+
+verdict judge(const scenario &sc, const report &native, const report &module) {
+  verdict v;
+  if (!native.complete || !module.complete) {
+    if (!native.complete) v.why.push_back("native child: " + native.death);
+    if (!module.complete) v.why.push_back("module child: " + module.death);
+    return v;
+  }
+
+  // The same layout must have been built in both: anything else is a
+  // tester problem, and would make the rest meaningless.
+  for (const char *s : {"fact", "pre.maps", "pre.smaps", "pre.pages", "pre.status"}) {
+    if (differs(s, native, module, v.why)) {
+      v.why.insert(v.why.begin(), "the layouts before the call differ (not reproducible)");
+      return v;
+    }
+  }
+
+  const std::string check = std::string(module.first("check"));
+  if (check != "ok") v.why.push_back("module outcome breaks the newest semantics: " + check);
+
+  std::vector<std::string_view> differing;
+  for (const char *s : {"result", "uffd", "post.maps", "post.smaps", "post.pages", "post.status",
+                        "check", "after.maps", "after.smaps", "after.pages", "after.status"})
+    if (differs(s, native, module, v.why)) differing.push_back(s);
+  const long cn = std::strtol(std::string(native.first("commit")).c_str(), nullptr, 10);
+  const long cm = std::strtol(std::string(module.first("commit")).c_str(), nullptr, 10);
+  if (std::labs(cn - cm) > g_commit_tolerance_kb) {
+    v.why.push_back("Committed_AS change: native " + std::to_string(cn) + " kB, module " +
+                    std::to_string(cm) + " kB (tolerance " + std::to_string(g_commit_tolerance_kb) +
+                    " kB)");
+    differing.push_back("commit");
+  }
+  const bool any = !differing.empty();
+  if (!any) {
+    v.same = check == "ok";
+    return v;
+  }
+  if (check != "ok") return v;
+
+  const facts f = parse_facts(native.first("fact"));
+  const auto kernel = test::running_kernel();
+  for (const auto &p : predicates) {
+    if (!test::native_expectation(p.r, kernel).allows_legacy()) continue;
+    const bool covered = p.sections.empty() ||
+                         std::all_of(differing.begin(), differing.end(), [&](std::string_view d) {
+                           return std::find(p.sections.begin(), p.sections.end(), d) !=
+                                  p.sections.end();
+                         });
+    if (covered && p.explains(sc, f, native, module)) {
+      v.expected = true;
+      v.rule = p.r;
+      return v;
+    }
+  }
+  return v;
+}
+
+}  // namespace dontunmap::difftest
