@@ -29,6 +29,5 @@ extern struct dontunmap_ksym_data dontunmap_ksym_data;
 int dontunmap_resolve_symbols(void);
 void dontunmap_release_symbols(void);
 int dontunmap_max_map_count(void);
-const char *dontunmap_call_mechanism(void);
 
 #endif /* DONTUNMAP_KSYMS_H */

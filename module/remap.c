@@ -20,7 +20,6 @@
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/huge_mm.h>
-#include <linux/sched/mm.h>
 
 #include "internal.h"
 
@@ -164,6 +163,21 @@ static bool vrm_charge(struct vma_remap_struct *vrm)
 }
 
 /*
+ * total_vm, data_vm, exec_vm, stack_vm and (for a locked VMA) locked_vm grow
+ * by the new range, as upstream's vrm_stat_account(): nothing was unmapped.
+ */
+static void vrm_stat_account(struct vma_remap_struct *vrm,
+			     struct vm_area_struct *vma)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long pages = vrm->new_len >> PAGE_SHIFT;
+
+	static_call(dontunmap_vm_stat_account)(mm, vma->vm_flags, pages);
+	if (vma->vm_flags & VM_LOCKED)
+		mm->locked_vm += pages;
+}
+
+/*
  * The charge for a new VMA was refused: unmap it again without returning a
  * charge that was never made. copy_vma() may have merged the range into
  * its neighbours, so VM_ACCOUNT is concealed from the unmap and restored on
@@ -179,14 +193,11 @@ static void discard_new_vma(struct vma_remap_struct *vrm,
 	unsigned long end = vrm->new_addr + vrm->new_len;
 	unsigned long vm_start = new_vma->vm_start;
 	unsigned long vm_end = new_vma->vm_end;
-	unsigned long pages = vrm->new_len >> PAGE_SHIFT;
 	unsigned long hiwater_vm = mm->hiwater_vm;
 	struct vm_area_struct *rest;
 
 	dontunmap_vm_flags_clear(new_vma, VM_ACCOUNT);
-	static_call(dontunmap_vm_stat_account)(mm, new_vma->vm_flags, pages);
-	if (new_vma->vm_flags & VM_LOCKED)
-		mm->locked_vm += pages;
+	vrm_stat_account(vrm, new_vma);
 	if (static_call(dontunmap_do_munmap)(mm, addr, vrm->new_len, NULL)) {
 		pr_warn_ratelimited("could not remove the destination of a refused move\n");
 		mm->hiwater_vm = hiwater_vm;
@@ -348,7 +359,6 @@ static long move_vma(struct vma_remap_struct *vrm)
 	struct mm_struct *mm = current->mm;
 	struct vm_area_struct *new_vma;
 	unsigned long hiwater_vm;
-	unsigned long pages = vrm->new_len >> PAGE_SHIFT;
 	long err;
 
 	err = prep_move_vma(vrm);
@@ -369,9 +379,7 @@ static long move_vma(struct vma_remap_struct *vrm)
 	hiwater_vm = mm->hiwater_vm;
 	if (!err)
 		dontunmap_complete(vrm, new_vma);
-	static_call(dontunmap_vm_stat_account)(mm, vrm->vma->vm_flags, pages);
-	if (vrm->vma->vm_flags & VM_LOCKED)
-		mm->locked_vm += pages;
+	vrm_stat_account(vrm, vrm->vma);
 	if (err)
 		unmap_failed_move(vrm);
 	mm->hiwater_vm = hiwater_vm;

@@ -62,7 +62,7 @@ static const struct dontunmap_ksym dontunmap_ksyms[] = {
 #include "ksyms-table.h"
 };
 
-const char *dontunmap_call_mechanism(void)
+static const char *dontunmap_call_mechanism(void)
 {
 	if (IS_ENABLED(CONFIG_HAVE_STATIC_CALL_INLINE))
 		return "static_call, direct CALL patched at each site";
