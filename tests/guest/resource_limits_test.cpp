@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "support.hpp"
@@ -65,6 +67,28 @@ class ResourceLimits : public backend_test {
     EXPECT_EQ(*r, ENOMEM) << "rlimit one half move above " << status_field << ": " << text(*r);
   }
 
+  // body's answer from a child that runs it while vm.overcommit_memory=2
+  // with ratio 0 refuses every new charge (CommitLimit is the swap alone,
+  // below Committed_AS). The child is forked before the limit drops: fork
+  // charges the child's copy too. nullopt, with a failure, if that fails.
+  static std::optional<int> with_charges_refused(overcommit_guard &overcommit,
+                                                 std::function<int()> body) {
+    child_process child(std::move(body));
+    if (!child.started() || !child.prepared()) {
+      ADD_FAILURE() << "the child died";
+      return std::nullopt;
+    }
+    if (!overcommit.set_never(0)) {
+      ADD_FAILURE() << "cannot set vm.overcommit_*";
+      return std::nullopt;
+    }
+    child.go();
+    const auto r = child.result();
+    overcommit.restore();
+    if (!r) ADD_FAILURE() << "the child died";
+    return r;
+  }
+
   char *src() const { return src_.get(); }
 
  private:
@@ -88,17 +112,9 @@ TEST_P(ResourceLimits, OvercommitRefusalIsEnomem) {
   overcommit_guard overcommit;
   if (!overcommit.readable()) GTEST_SKIP() << "no /proc/sys/vm/overcommit_*";
 
-  // Forked before the limit drops: fork charges the child's copy too.
-  child_process child([this] { return outcome(move(src(), kLen)); });
-  ASSERT_TRUE(child.started());
-  ASSERT_TRUE(child.prepared()) << "the child died";
-  // OVERCOMMIT_NEVER with ratio 0: CommitLimit is the swap alone, below
-  // Committed_AS, so every new charge fails.
-  ASSERT_TRUE(overcommit.set_never(0)) << "cannot set vm.overcommit_*";
-  child.go();
-  const auto r = child.result();
-  overcommit.restore();
-  ASSERT_TRUE(r) << "the child died";
+  const auto r =
+      with_charges_refused(overcommit, [this] { return outcome(move(src(), kLen)); });
+  if (!r) return;
 
   const auto e = expect(rule::overcommit_checked_first);
   if (e.what == behaviour::legacy)
@@ -131,7 +147,7 @@ TEST_P(ResourceLimits, OvercommitRefusalLeavesMergedNeighbourAsItWas) {
   ASSERT_TRUE(src);
   const std::string before = procfs::maps_excerpt({{neighbour, 3 * kLen}, {src.get(), kLen}});
 
-  child_process child([&] {
+  const auto r = with_charges_refused(overcommit, [&] {
     const int r = outcome(move_fixed(src.get(), kLen, target));
     const auto n = procfs::smaps_at(neighbour);
     const std::string after =
@@ -144,13 +160,7 @@ TEST_P(ResourceLimits, OvercommitRefusalLeavesMergedNeighbourAsItWas) {
     }
     return ENOMEM;
   });
-  ASSERT_TRUE(child.started());
-  ASSERT_TRUE(child.prepared()) << "the child died";
-  ASSERT_TRUE(overcommit.set_never(0)) << "cannot set vm.overcommit_*";
-  child.go();
-  const auto r = child.result();
-  overcommit.restore();
-  ASSERT_TRUE(r) << "the child died";
+  if (!r) return;
   EXPECT_NE(*r, setup_failed - 1) << "the refused move changed the maps (see stderr)";
   EXPECT_EQ(*r, ENOMEM) << text(*r);
 }
