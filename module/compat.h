@@ -146,6 +146,22 @@ int split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
 #define DONTUNMAP_NEED_UFFD_FAIL
 #endif
 
+/*
+ * "mm: clear uffd-wp PTE/PMD state on mremap()" (6.14, CVE-2025-21696)
+ * made move_page_tables() drop the uffd-wp bit of every entry it moves when
+ * the context lacks UFFD_FEATURE_EVENT_REMAP: the destination is then not
+ * registered, and a stale bit would give a later registration write-protect
+ * faults nobody asked for (and trips page_table_check). The stable series
+ * verified here got it (Debian 6.1.192, 6.12.118); 5.10.262 did not, and
+ * there the module clears the bits itself (uffd_wp.c).
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 0) && defined(CONFIG_USERFAULTFD) && \
+	defined(CONFIG_HAVE_ARCH_USERFAULTFD_WP)
+#define DONTUNMAP_NEED_CLEAR_UFFD_WP
+void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
+			     unsigned long end);
+#endif
+
 #include "ksyms.h"
 
 /*
@@ -326,6 +342,28 @@ static inline void dontunmap_unlink_anon_vmas(struct vm_area_struct *vma)
 	static_call(dontunmap_unlink_anon_vmas)(vma);
 #if LINUX_VERSION_CODE < KERNEL_VERSION(5, 12, 0)
 	vma->anon_vma = NULL;
+#endif
+}
+
+/*
+ * Hand the destination's userfaultfd context to the caller (EVENT_REMAP) or
+ * drop it, and with it the uffd-wp state of the moved entries.
+ */
+static inline void
+dontunmap_mremap_userfaultfd_prep(struct vm_area_struct *new_vma,
+				  unsigned long new_addr, unsigned long len,
+				  struct vm_userfaultfd_ctx *uf)
+{
+#ifdef DONTUNMAP_NEED_CLEAR_UFFD_WP
+	const bool armed = new_vma->vm_userfaultfd_ctx.ctx;
+
+	static_call(dontunmap_mremap_userfaultfd_prep)(new_vma, uf);
+	/* The context stays, in uf, only with UFFD_FEATURE_EVENT_REMAP. */
+	if (armed && !uf->ctx)
+		dontunmap_clear_uffd_wp(new_vma->vm_mm, new_addr,
+					new_addr + len);
+#else
+	static_call(dontunmap_mremap_userfaultfd_prep)(new_vma, uf);
 #endif
 }
 

@@ -313,7 +313,8 @@ static long copy_vma_and_data(struct vma_remap_struct *vrm,
 		vrm->vma = new_vma;
 		vrm->addr = vrm->new_addr;
 	} else {
-		static_call(dontunmap_mremap_userfaultfd_prep)(new_vma, vrm->uf);
+		dontunmap_mremap_userfaultfd_prep(new_vma, vrm->new_addr,
+						  vrm->new_len, vrm->uf);
 	}
 
 	*new_vma_ptr = new_vma;

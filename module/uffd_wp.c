@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Clearing the uffd-wp bits of moved entries, for kernels whose
+ * move_page_tables() predates "mm: clear uffd-wp PTE/PMD state on mremap()"
+ * (see compat.h).
+ *
+ * Runs after the move with the mmap lock held for writing, so no fault maps,
+ * collapses or splits anything in the range; rmap walkers (reclaim,
+ * migration) change entries only under the page-table locks taken here.
+ * Only the software uffd-wp bit changes: protections stay, so no TLB entry
+ * goes stale and no flush is needed.
+ */
+#include <linux/mm.h>
+#include <linux/huge_mm.h>
+#include <linux/swap.h>
+#include <linux/swapops.h>
+
+#include "internal.h"
+
+#ifdef DONTUNMAP_NEED_CLEAR_UFFD_WP
+
+/*
+ * A huge or migrating PMD: clear it and return true. False if, under the
+ * lock, it turns out to point to a page table (a split got there first).
+ */
+static bool clear_uffd_wp_pmd(struct mm_struct *mm, pmd_t *pmd,
+			      unsigned long addr)
+{
+	spinlock_t *ptl = pmd_lock(mm, pmd);
+	bool leaf = true;
+	pmd_t val = *pmd;
+
+	addr &= HPAGE_PMD_MASK;
+	if (is_swap_pmd(val)) {
+		if (pmd_swp_uffd_wp(val))
+			set_pmd_at(mm, addr, pmd, pmd_swp_clear_uffd_wp(val));
+	} else if (pmd_trans_huge(val) || pmd_devmap(val)) {
+		if (pmd_uffd_wp(val)) {
+			val = pmdp_huge_get_and_clear(mm, addr, pmd);
+			set_pmd_at(mm, addr, pmd, pmd_clear_uffd_wp(val));
+		}
+	} else {
+		leaf = false;
+	}
+	spin_unlock(ptl);
+	return leaf;
+}
+
+static void clear_uffd_wp_ptes(struct mm_struct *mm, pmd_t *pmd,
+			       unsigned long addr, unsigned long end)
+{
+	pte_t *start_pte, *ptep;
+	spinlock_t *ptl;
+
+	start_pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	for (ptep = start_pte; addr < end; ptep++, addr += PAGE_SIZE) {
+		pte_t pte = *ptep;
+
+		if (pte_present(pte)) {
+			if (!pte_uffd_wp(pte))
+				continue;
+			pte = ptep_get_and_clear(mm, addr, ptep);
+			set_pte_at(mm, addr, ptep, pte_clear_uffd_wp(pte));
+		} else if (is_swap_pte(pte) && pte_swp_uffd_wp(pte)) {
+			set_pte_at(mm, addr, ptep, pte_swp_clear_uffd_wp(pte));
+		}
+	}
+	pte_unmap_unlock(start_pte, ptl);
+}
+
+void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
+			     unsigned long end)
+{
+	unsigned long next;
+
+	mmap_assert_write_locked(mm);
+	for (; addr < end; addr = next) {
+		pgd_t *pgd = pgd_offset(mm, addr);
+		p4d_t *p4d;
+		pud_t *pud;
+		pmd_t *pmd;
+
+		next = pmd_addr_end(addr, end);
+		if (pgd_none(*pgd) || pgd_bad(*pgd))
+			continue;
+		p4d = p4d_offset(pgd, addr);
+		if (p4d_none(*p4d) || p4d_bad(*p4d))
+			continue;
+		/* Huge PUDs are DAX only, where uffd-wp does not reach. */
+		pud = pud_offset(p4d, addr);
+		if (pud_none(*pud) || pud_bad(*pud))
+			continue;
+		pmd = pmd_offset(pud, addr);
+		if (pmd_none(*pmd))
+			continue;
+		if ((is_swap_pmd(*pmd) || pmd_trans_huge(*pmd) ||
+		     pmd_devmap(*pmd)) && clear_uffd_wp_pmd(mm, pmd, addr))
+			continue;
+		if (pmd_bad(*pmd))
+			continue;
+		clear_uffd_wp_ptes(mm, pmd, addr, next);
+	}
+}
+
+#endif /* DONTUNMAP_NEED_CLEAR_UFFD_WP */
