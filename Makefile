@@ -8,13 +8,14 @@
 #   make module    build dontunmap.ko for the running kernel (KDIR=... for another)
 #   make lib       build libdontunmap, its tests and examples in build/
 #   make checkpatch  kernel style check of module/ (needs the kernel's checkpatch.pl)
+#   make semantics   rewrite docs/semantics.md's table from tests/guest/expectations.cpp
 
 BUILD       ?= build
 KERNELS     ?=
 DEMO_KERNEL ?= 6.1-amd64
 KDIR        ?= /lib/modules/$(shell uname -r)/build
 
-.PHONY: all check demo module module-clean lib checkpatch readme
+.PHONY: all check demo module module-clean lib checkpatch readme semantics
 
 all: lib
 
@@ -39,3 +40,8 @@ checkpatch:
 
 readme:
 	tests/update-readme $(BUILD)/check/tested-on.md
+
+semantics:
+	cmake -S . -B $(BUILD)
+	cmake --build $(BUILD) --target dontunmap-semantics
+	$(BUILD)/tests/guest/dontunmap-semantics --kernels tests/vm/kernels --update docs/semantics.md

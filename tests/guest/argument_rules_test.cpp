@@ -9,10 +9,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <limits>
+#include <string>
 
 #include "support.hpp"
 
@@ -215,6 +219,54 @@ TEST_P(ArgumentRules, AioRingSourceIsEinval) {
       call(ring->size(), ring->size(), kMove, nullptr, reinterpret_cast<void *>(ring->start));
   EXPECT_TRUE(refused_with(r, EINVAL, ring->size())) << ring->line;
   ::syscall(SYS_io_destroy, ctx);
+}
+
+// hugetlbfs mappings carry VM_DONTEXPAND (and need huge-page alignment,
+// which this one has): DONTUNMAP never takes them.
+TEST_P(ArgumentRules, HugetlbSourceIsEinval) {
+  const auto huge_kb = procfs::meminfo_kb("Hugepagesize");
+  sysctl_guard nr_hugepages("vm/nr_hugepages");
+  if (!huge_kb || !nr_hugepages.readable()) GTEST_SKIP() << "this kernel has no hugetlbfs";
+  const std::size_t huge = *huge_kb * 1024;
+  ASSERT_TRUE(nr_hugepages.set(std::to_string(std::stoul(nr_hugepages.original()) + 1)))
+      << "cannot reserve a huge page";
+  void *const p = ::mmap(nullptr, huge, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  ASSERT_NE(p, MAP_FAILED) << "MAP_HUGETLB: " << std::strerror(errno);
+  mapping hugetlb(p, huge);
+  fill(hugetlb.get(), huge, uniform('h'));
+  const auto r = call(huge, huge, kMove, nullptr, hugetlb.get());
+  EXPECT_TRUE(refused_with(r, EINVAL, huge)) << procfs::maps_excerpt({{hugetlb.get(), huge}});
+  EXPECT_TRUE(holds(hugetlb.get(), huge, uniform('h')));
+}
+
+// A page of /dev/mem outside RAM (x86: below 1 MiB, where STRICT_DEVMEM
+// lets root map; arm64: a device's registers) is a VM_PFNMAP | VM_IO
+// mapping with no struct page behind it. It is only mapped, never touched.
+TEST_P(ArgumentRules, PfnMapSourceIsEinval) {
+  const int fd = ::open("/dev/mem", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) GTEST_SKIP() << "/dev/mem: " << std::strerror(errno);
+  void *p = MAP_FAILED;
+  std::ifstream iomem("/proc/iomem");
+  std::string line, tried;
+  // Top-level regions, in address order: the first that maps.
+  while (p == MAP_FAILED && std::getline(iomem, line)) {
+    if (line.empty() || line[0] == ' ' || line.find("System RAM") != std::string::npos) continue;
+    const auto start = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
+    if (start % page_size() != 0) continue;
+    p = ::mmap(nullptr, page_size(), PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
+    tried += "\n  " + line + (p == MAP_FAILED ? ": " + std::string(std::strerror(errno)) : "");
+  }
+  ::close(fd);
+  ASSERT_NE(p, MAP_FAILED) << "no /proc/iomem region outside RAM could be mapped:" << tried;
+  mapping pfnmap(p, page_size());
+  const auto smaps = procfs::smaps_at(pfnmap.get());
+  ASSERT_TRUE(smaps);
+  ASSERT_TRUE(smaps->has_flag("pf")) << "not a PFN map\n" << smaps->text;
+  const auto r = call(page_size(), page_size(), kMove, nullptr, pfnmap.get());
+  EXPECT_TRUE(refused_with(r, EINVAL, page_size())) << smaps->text;
+  EXPECT_EQ(procfs::vmas_in(pfnmap.get(), page_size()).size(), 1u)
+      << procfs::maps_excerpt({{pfnmap.get(), page_size()}});
 }
 
 #ifndef SYS_mseal

@@ -12,14 +12,8 @@ namespace {
 // [legacy_from, legacy_until): the kernels whose own mremap() behaves the
 // legacy way. `stable` marks a fix that reached stable series at sublevels
 // the release string does not show: inside the range, either outcome.
-struct row {
-  rule r;
-  std::string_view name;
-  kernel_version legacy_from;
-  kernel_version legacy_until;
-  bool stable;
-  std::string_view why;
-};
+// `newest` and `change` are the one-line summaries of docs/semantics.md.
+using row = rule_info;
 
 // Sources read: Debian linux-source 5.10.262, 6.1.192, 6.12.117, 7.3.4
 // (mm/mremap.c), upstream history, and the development host's 6.18.44.
@@ -30,14 +24,18 @@ constexpr row table[] = {
      {6, 17, 0},
      false,
      "up to 6.16 check_mremap_params()/the syscall compared the raw lengths (4096 != 4000 -> "
-     "EINVAL); 6.17 page-aligns old_len and new_len before comparing"},
+     "EINVAL); 6.17 page-aligns old_len and new_len before comparing",
+     "page-aligned lengths are compared: 4096 and 4000 are equal",
+     "check_mremap_params() aligns old_len and new_len first"},
     {rule::non_anonymous_sources,
      "non_anonymous_sources",
      {0, 0, 0},
      {5, 13, 0},
      false,
      "5.7-5.12 refused every source but private anonymous memory with EINVAL; 5.13 (\"mm: extend "
-     "MREMAP_DONTUNMAP to non-anonymous mappings\") widened it to shared and file mappings"},
+     "MREMAP_DONTUNMAP to non-anonymous mappings\") widened it to shared and file mappings",
+     "shared anonymous, shmem/memfd and file mappings move too",
+     "\"mm: extend MREMAP_DONTUNMAP to non-anonymous mappings\""},
     {rule::overcommit_checked_first,
      "overcommit_checked_first",
      {0, 0, 0},
@@ -45,14 +43,18 @@ constexpr row table[] = {
      false,
      "5.10's move_vma() charged the new range after the move with vm_acct_memory() and no "
      "security_vm_enough_memory_mm() check (Debian 5.10.262 still does), so the move succeeds; "
-     "5.11 checks the charge first -> ENOMEM"},
+     "5.11 checks the charge first -> ENOMEM",
+     "the charge for the new range is checked first: ENOMEM under overcommit",
+     "\"mm/mremap: for MREMAP_DONTUNMAP check security_vm_enough_memory_mm()\""},
     {rule::source_keeps_vm_account,
      "source_keeps_vm_account",
      {6, 15, 0},
      {6, 18, 0},
      true,
      "the 6.15 mremap rework cleared VM_ACCOUNT on the source in dontunmap_complete(), leaking "
-     "its charge; fixed upstream (6.18 keeps it), possibly in 6.15-6.17 stable too"},
+     "its charge; fixed upstream (6.18 keeps it), possibly in 6.15-6.17 stable too",
+     "the source keeps VM_ACCOUNT and its charge",
+     "the mremap rework's dontunmap_complete() cleared it; maybe fixed in 6.15-6.17 stable"},
     {rule::mlocked_source_split_ahead,
      "mlocked_source_split_ahead",
      {0, 0, 0},
@@ -61,7 +63,9 @@ constexpr row table[] = {
      "newer kernels split an mlocked source at the moved range before clearing VM_LOCKED, so "
      "its unmoved parts stay locked; older ones clear VM_LOCKED on the whole VMA. Seen split: "
      "Debian 6.1.192, 6.12.117, 7.3.4; seen unsplit: Debian 5.10.262, 6.18.44 - a stable "
-     "backport, so below 7.3 the version cannot tell"},
+     "backport, so below 7.3 the version cannot tell",
+     "an mlocked source is split first: its unmoved parts stay locked",
+     "the first release seen with it; through stable also in 6.1.192 and 6.12.117"},
     {rule::locked_vm_unchanged,
      "locked_vm_unchanged",
      {6, 15, 0},
@@ -70,14 +74,18 @@ constexpr row table[] = {
      "the 6.15 rework's vrm_stat_account() adds the moved length to locked_vm before "
      "dontunmap_complete() clears the source's VM_LOCKED, so locked_vm grows by len (seen on "
      "6.18.44); older kernels return before that and 7.3.4 clears VM_LOCKED first. Where "
-     "between 6.18 and 7.3 the fix landed, and which stable series have it, is not known"},
+     "between 6.18 and 7.3 the fix landed, and which stable series have it, is not known",
+     "locked_vm does not grow by the moved length",
+     "the mremap rework's vrm_stat_account() counted it; fix release not known"},
     {rule::fixed_move_spans_vmas,
      "fixed_move_spans_vmas",
      {0, 0, 0},
      {6, 17, 0},
      false,
      "6.17 lets MREMAP_FIXED with equal lengths move a range that spans several VMAs; older "
-     "kernels require one VMA (EFAULT)"},
+     "kernels require one VMA (EFAULT)",
+     "MREMAP_FIXED with equal lengths moves a range spanning several VMAs",
+     "\"mm/mremap: permit mremap() move of multiple VMAs\""},
     {rule::call_checked_before_source,
      "call_checked_before_source",
      {0, 0, 0},
@@ -87,18 +95,23 @@ constexpr row table[] = {
      "overlap with the source) and do_mremap() the map-count headroom before the source is "
      "looked up; up to 6.14 the syscall looked the source up first (no VMA -> EFAULT, sealed -> "
      "EPERM) and mremap_to() checked the destination after it, so the same call fails with "
-     "EFAULT/EPERM instead of EINVAL/ENOMEM (seen: Debian 6.12.118 against 7.3.4)"},
+     "EFAULT/EPERM instead of EINVAL/ENOMEM (seen: Debian 6.12.118 against 7.3.4)",
+     "destination and map-count checks precede the source lookup",
+     "the mremap rework's check_mremap_params()"},
     {rule::map_count_headroom,
      "map_count_headroom",
      {0, 0, 0},
-     {6, 15, 0},
+     {7, 3, 0},
      false,
-     "up to 6.14 mremap_to() refused a move unless map_count + 2 < vm.max_map_count - 3 (six "
-     "free slots); __check_map_count_against_split() of the 6.15-6.17 rework asks for five (two "
-     "for splitting a FIXED target, two for the move, one for an mlock pre-split), so with "
-     "exactly five free the old kernels say ENOMEM (seen: Debian 6.12.118 ENOMEM, 7.3.4 "
-     "success; no kernel of the matrix lies between, so the boundary is the rework's first "
-     "release)"},
+     "a DONTUNMAP move needs free vm.max_map_count slots for the worst case it may split into. "
+     "Up to 6.14 mremap_to() refused unless map_count + 2 < vm.max_map_count - 3 (six free); "
+     "the 6.15 rework's __check_map_count_against_split() kept needing six (seen: Debian "
+     "6.12.118 and the development host's 6.18.44 refuse with five free); Debian 7.3.4 checks "
+     "map_count + 5 <= vm.max_map_count (two slots for splitting a FIXED target, two for the "
+     "move, one for an mlock pre-split), so five free are enough. The change lies between "
+     "6.19 and 7.3; its upstream release is not verified and no matrix kernel lies between",
+     "five free vm.max_map_count slots are enough for a move (map_count + 5 <= max)",
+     "first seen in Debian 7.3.4; six were needed up to 6.18 (6.12.118, 6.18.44)"},
     {rule::unfaulted_source_self_merge,
      "unfaulted_source_self_merge",
      {0, 0, 0},
@@ -109,7 +122,9 @@ constexpr row table[] = {
      "(copy_vma()'s keep_source, \"mm/mremap: fix locked_vm leak from MREMAP_DONTUNMAP "
      "self-merge\") reached stable series at sublevels the release string cannot tell (Debian "
      "6.1.192 and 6.12.115+ have it, 5.10.262 and 6.1.176 do not; seen merged on 5.10.262). "
-     "Upstream release of the fix not verified: 7.3 has it"},
+     "Upstream release of the fix not verified: 7.3 has it",
+     "the destination never merges with the source it came from",
+     "\"mm/mremap: fix locked_vm leak from MREMAP_DONTUNMAP self-merge\"; release not verified"},
     {rule::next_vma_gains_vm_account,
      "next_vma_gains_vm_account",
      {0, 0, 0},
@@ -119,7 +134,9 @@ constexpr row table[] = {
      "split accounting of a plain move and sets VM_ACCOUNT on vma->vm_next, an unrelated VMA "
      "(seen: a shared mapping after the source gains \"ac\" on 5.10.262); 5.11 (\"mm/mremap: "
      "for MREMAP_DONTUNMAP check security_vm_enough_memory_mm()\", as overcommit_checked_first) "
-     "keeps DONTUNMAP out of that path - Debian 6.1.192 no longer does it"},
+     "keeps DONTUNMAP out of that path - Debian 6.1.192 no longer does it",
+     "the VMA after a partly moved source keeps its flags",
+     "\"mm/mremap: for MREMAP_DONTUNMAP check security_vm_enough_memory_mm()\""},
     {rule::fixed_target_unmapped_first,
      "fixed_target_unmapped_first",
      {0, 0, 0},
@@ -128,8 +145,30 @@ constexpr row table[] = {
      "5.10's mremap_to() unmaps a MREMAP_FIXED target before it looks the source up, so a call "
      "refused for its source (no VMA: EFAULT) has already destroyed what was at the target "
      "(seen on 5.10.262); by 6.1 the syscall looks the source up first (added with hugetlb "
-     "mremap support, 5.16 - the release is not verified, no matrix kernel lies between)"},
+     "mremap support, 5.16 - the release is not verified, no matrix kernel lies between)",
+     "the source is looked up before a FIXED target is unmapped",
+     "hugetlb mremap support; release not verified"},
+    {rule::uffd_wp_cleared_on_move,
+     "uffd_wp_cleared_on_move",
+     {0, 0, 0},
+     {6, 14, 0},
+     true,
+     "\"mm: clear uffd-wp PTE/PMD state on mremap()\" (6.14, CVE-2025-21696) clears the uffd-wp "
+     "bit of every moved entry when the destination is not kept registered (no "
+     "UFFD_FEATURE_EVENT_REMAP); before it the bits stayed on entries of an unregistered VMA, "
+     "and a later registration saw write-protect faults nobody asked for. Backported to stable "
+     "series at sublevels the release string cannot tell: Debian 6.1.192 and 6.12.118 have it "
+     "(6.12 from 6.12.11), 5.10.262 does not",
+     "moved entries lose uffd-wp unless the destination stays registered",
+     "\"mm: clear uffd-wp PTE/PMD state on mremap()\" (CVE-2025-21696)"},
 };
+
+constexpr bool every_row_summarised() {
+  for (const auto &x : table)
+    if (x.newest.empty() || x.change.empty()) return false;
+  return true;
+}
+static_assert(every_row_summarised(), "every row needs its newest and change summaries");
 
 const row &lookup(rule r) {
   for (const auto &x : table)
@@ -138,6 +177,8 @@ const row &lookup(rule r) {
 }
 
 }  // namespace
+
+std::span<const rule_info> all_rules() { return table; }
 
 std::string kernel_version::str() const {
   return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);

@@ -10,6 +10,7 @@
 #include <dontunmap/dontunmap.hpp>
 
 #include <compare>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -44,7 +45,27 @@ enum class rule {
   unfaulted_source_self_merge, // an unfaulted source merges with a destination next to it
   next_vma_gains_vm_account,   // a partial move sets VM_ACCOUNT on the VMA after the source
   fixed_target_unmapped_first, // a FIXED target is unmapped before the source is looked up
+  uffd_wp_cleared_on_move,     // moved entries lose uffd-wp unless the destination stays registered
 };
+
+// One row of the table: [legacy_from, legacy_until) are the kernels whose own
+// mremap() behaves the legacy way; `stable` marks a fix that reached stable
+// series at sublevels the release string does not show (inside the range,
+// either outcome). `newest` and `change` are one-line summaries for
+// docs/semantics.md, `why` the full reason.
+struct rule_info {
+  rule r;
+  std::string_view name;
+  kernel_version legacy_from;
+  kernel_version legacy_until;
+  bool stable;
+  std::string_view why;
+  std::string_view newest;  // what the newest kernel does
+  std::string_view change;  // the upstream change that brought it
+};
+
+// Every row, in table order (dontunmap-semantics prints them).
+std::span<const rule_info> all_rules();
 
 // newest: what the newest upstream kernel does; legacy: what older kernels
 // do (each test says what that means for its rule); either: the kernel's

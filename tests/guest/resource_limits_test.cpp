@@ -186,7 +186,62 @@ TEST_P(ResourceLimits, MapCountHeadroomIsEnomem) {
                         << text(*r);
 }
 
+// The headroom at its boundary, as upstream's max_vma_count selftest probes
+// it: the move in a child whose map count is `free_slots` below a lowered
+// vm.max_map_count. 7.3's check_map_count_against_split_early() asks for
+// map_count + 5 <= max_map_count (two slots for splitting a FIXED target,
+// two for the move, one for the mlock pre-split it assumes of every
+// DONTUNMAP); kernels before the 6.15 rework asked for six.
+class MapCountBoundary : public ResourceLimits {
+ protected:
+  // The child's answer (0 or an errno); nullopt, with a failure, if none.
+  std::optional<int> move_with_free_slots(int free_slots) {
+    sysctl_guard max_map_count("vm/max_map_count");
+    if (!max_map_count.readable()) {
+      ADD_FAILURE() << "no /proc/sys/vm/max_map_count";
+      return std::nullopt;
+    }
+    child_process child([this] { return outcome(move(src(), kLen)); },
+                        [] { return static_cast<long>(procfs::map_count()); });
+    const auto count = child.started() ? child.prepared() : std::nullopt;
+    if (!count) {
+      ADD_FAILURE() << "the child died";
+      return std::nullopt;
+    }
+    if (!max_map_count.set(std::to_string(*count + free_slots))) {
+      ADD_FAILURE() << "cannot set vm.max_map_count";
+      return std::nullopt;
+    }
+    child.go();
+    const auto r = child.result();
+    max_map_count.restore();
+    if (!r) ADD_FAILURE() << "the child died";
+    return r;
+  }
+};
+
+TEST_P(MapCountBoundary, FiveFreeSlotsAreEnough) {
+  const auto r = move_with_free_slots(5);
+  ASSERT_TRUE(r);
+  const auto e = expect(rule::map_count_headroom);
+  EXPECT_TRUE(allowed(e, *r == 0, *r == ENOMEM)) << "five free slots: " << text(*r) << "\n"
+                                                 << e.why;
+}
+
+TEST_P(MapCountBoundary, FourFreeSlotsAreEnomem) {
+  const auto r = move_with_free_slots(4);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, ENOMEM) << "four free slots: " << text(*r);
+}
+
+TEST_P(MapCountBoundary, SixFreeSlotsAreEnoughEverywhere) {
+  const auto r = move_with_free_slots(6);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, 0) << "six free slots: " << text(*r);
+}
+
 DONTUNMAP_INSTANTIATE_BACKENDS(ResourceLimits);
+DONTUNMAP_INSTANTIATE_BACKENDS(MapCountBoundary);
 
 }  // namespace
 }  // namespace dontunmap::test

@@ -44,15 +44,19 @@ class userfaultfd_test : public backend_test {
     api.api = UFFD_API;
     api.features = features;
     ASSERT_EQ(::ioctl(uffd_, UFFDIO_API, &api), 0) << "UFFDIO_API: " << std::strerror(errno);
+    features_ = api.features;
   }
 
-  void register_missing(void *addr, std::size_t len) {
+  void register_range(void *addr, std::size_t len, std::uint64_t mode) {
     uffdio_register reg{};
     reg.range.start = reinterpret_cast<std::uintptr_t>(addr);
     reg.range.len = len;
-    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    reg.mode = mode;
     ASSERT_EQ(::ioctl(uffd_, UFFDIO_REGISTER, &reg), 0)
         << "UFFDIO_REGISTER: " << std::strerror(errno);
+  }
+  void register_missing(void *addr, std::size_t len) {
+    register_range(addr, len, UFFDIO_REGISTER_MODE_MISSING);
   }
 
   // The next message, or nullopt when none arrives (or `stop` is signalled
@@ -71,6 +75,25 @@ class userfaultfd_test : public backend_test {
   }
 
   int uffd() const { return uffd_; }
+  // What UFFDIO_API says the kernel supports.
+  std::uint64_t features() const { return features_; }
+
+  // move(), for a context with UFFD_FEATURE_EVENT_REMAP: the mover blocks
+  // until the event has been read, so a monitor reads it on a thread of
+  // its own; once the move has returned, `stop` tells it that nothing more
+  // will come. The event, if any, goes to `msg`.
+  remap_result move_reading_event(void *src, std::size_t len, void *hint,
+                                  std::optional<uffd_msg> &msg) const {
+    const int stop = ::eventfd(0, EFD_CLOEXEC);
+    EXPECT_GE(stop, 0);
+    std::thread monitor([&] { msg = next_message(stop); });
+    const auto r = move(src, len, hint);
+    const std::uint64_t one = 1;
+    EXPECT_EQ(::write(stop, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+    monitor.join();
+    ::close(stop);
+    return r;
+  }
 
   // A registered, filled private anonymous source, moved away.
   struct moved {
@@ -91,6 +114,7 @@ class userfaultfd_test : public backend_test {
 
  private:
   int uffd_ = -1;
+  std::uint64_t features_ = 0;
 };
 
 class Userfaultfd : public userfaultfd_test {};
@@ -179,17 +203,7 @@ class UserfaultfdEventRemap : public userfaultfd_test {
     if (!m.src) return m;
     fill(m.src.get(), len, per_page('v'));
     register_missing(m.src.get(), len);
-    // The mover blocks until the event has been read, so the monitor reads
-    // on a thread of its own; once the move has returned, `stop` tells it
-    // that nothing more will come.
-    const int stop = ::eventfd(0, EFD_CLOEXEC);
-    EXPECT_GE(stop, 0);
-    std::thread monitor([&] { m.msg = next_message(stop); });
-    const auto r = move(m.src.get(), len);
-    const std::uint64_t one = 1;
-    EXPECT_EQ(::write(stop, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
-    monitor.join();
-    ::close(stop);
+    const auto r = move_reading_event(m.src.get(), len, nullptr, m.msg);
     EXPECT_TRUE(r) << describe(r);
     m.dst = adopt(r, len);
     return m;
@@ -222,8 +236,176 @@ TEST_P(UserfaultfdEventRemap, DestinationKeepsRegistration) {
   EXPECT_TRUE(src->has_flag("um")) << "the source lost the registration\n" << src->text;
 }
 
+// Bit 57 of /proc/self/pagemap: the entry is uffd-wp protected. nullopt
+// where the file cannot be read.
+std::optional<bool> pagemap_uffd_wp(const void *addr) {
+  const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::uint64_t entry = 0;
+  const auto offset = static_cast<off_t>(reinterpret_cast<std::uintptr_t>(addr) / page_size() * 8);
+  const bool ok = ::pread(fd, &entry, sizeof(entry), offset) == sizeof(entry);
+  ::close(fd);
+  if (!ok) return std::nullopt;
+  return (entry >> 57) & 1;
+}
+
+// The uffd-wp state of moved entries (CVE-2025-21696): it moves with the
+// registration. Without UFFD_FEATURE_EVENT_REMAP the destination is not
+// registered, and its entries must not keep the bit, or registering it
+// later gives write-protect faults on memory nobody protected. With the
+// feature the destination stays registered and protected. Each test writes
+// every page of the destination while it is registered for write-protect
+// faults and counts the faults; /proc/self/pagemap shows the bit too where
+// the kernel reports it (5.13+).
+class UserfaultfdWriteProtect : public userfaultfd_test {
+ protected:
+  // Skips where the kernel has no uffd-wp (arm64 before 6.10).
+  void open_wp(std::uint64_t features) {
+    open_uffd(features);
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (!(this->features() & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+      GTEST_SKIP() << "this kernel has no userfaultfd write-protect";
+  }
+
+  void write_protect(void *addr, std::size_t len, bool on) const {
+    uffdio_writeprotect wp{};
+    wp.range.start = reinterpret_cast<std::uintptr_t>(addr);
+    wp.range.len = len;
+    wp.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+    EXPECT_EQ(::ioctl(uffd(), UFFDIO_WRITEPROTECT, &wp), 0)
+        << "UFFDIO_WRITEPROTECT: " << std::strerror(errno);
+  }
+
+  // A filled source of `len` bytes aligned to `align`, registered for
+  // write-protect faults and protected. THP-sized ones must be a huge page
+  // (skips otherwise).
+  guarded protected_source(std::size_t len, std::size_t align) {
+    auto src = guarded::aligned_anon(len, align);
+    EXPECT_TRUE(src);
+    if (!src) return src;
+    if (len >= kHugePage) ::madvise(src.get(), len, MADV_HUGEPAGE);
+    fill(src.get(), len, per_page('p'));
+    if (len >= kHugePage) {
+      const auto smaps = procfs::smaps_at(src.get());
+      if (!smaps || smaps->kb("AnonHugePages").value_or(0) == 0) {
+        src.reset();
+        return src;
+      }
+    }
+    register_range(src.get(), len, UFFDIO_REGISTER_MODE_WP);
+    write_protect(src.get(), len, true);
+    return src;
+  }
+
+  // How many pages of [addr, addr + len) the pagemap shows protected;
+  // nullopt where it does not report uffd-wp (or cannot be read).
+  static std::optional<std::size_t> protected_pages(const char *addr, std::size_t len,
+                                                    bool reported) {
+    if (!reported) return std::nullopt;
+    std::size_t n = 0;
+    for (std::size_t off = 0; off < len; off += page_size()) {
+      const auto bit = pagemap_uffd_wp(addr + off);
+      if (!bit) return std::nullopt;
+      n += *bit;
+    }
+    return n;
+  }
+
+  // Writes one byte to every page of [addr, addr + len) on a thread while
+  // this context has the range registered for write-protect faults; each
+  // fault is counted and resolved by lifting the protection of the range.
+  int write_faults(char *addr, std::size_t len) {
+    const int done = ::eventfd(0, EFD_CLOEXEC);
+    EXPECT_GE(done, 0);
+    std::thread writer([=] {
+      for (std::size_t off = 0; off < len; off += page_size())
+        reinterpret_cast<volatile char *>(addr)[off] = 'w';
+      const std::uint64_t one = 1;
+      (void)!::write(done, &one, sizeof(one));
+    });
+    int faults = 0;
+    while (const auto msg = next_message(done)) {
+      EXPECT_EQ(msg->event, UFFD_EVENT_PAGEFAULT);
+      EXPECT_TRUE(msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+          << "a fault that is not a write-protect fault";
+      ++faults;
+      write_protect(addr, len, false);
+    }
+    write_protect(addr, len, false);  // a writer still held goes on
+    writer.join();
+    ::close(done);
+    return faults;
+  }
+
+  // Moves a protected source of `len` bytes (aligned to `align`) without
+  // UFFD_FEATURE_EVENT_REMAP and checks the destination's entries lost
+  // the bit.
+  void expect_protection_dropped(std::size_t len, std::size_t align) {
+    open_wp(0);
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto src = protected_source(len, align);
+    if (!src && !HasFailure()) GTEST_SKIP() << "no transparent huge page for the source";
+    ASSERT_TRUE(src);
+    const auto bit = pagemap_uffd_wp(src.get());
+    const bool reported = bit && *bit;
+    // The destination lives in the hole and goes with it.
+    const auto dst = guarded::aligned_hole(len, align);
+    ASSERT_TRUE(dst);
+    const auto r = move_fixed(src.get(), len, dst.get());
+    ASSERT_TRUE(r) << describe(r);
+    const auto dst_smaps = procfs::smaps_at(dst.get());
+    ASSERT_TRUE(dst_smaps);
+    EXPECT_FALSE(dst_smaps->has_flag("uw"))
+        << "the destination kept a registration its context cannot follow\n"
+        << dst_smaps->text;
+    const auto marked = protected_pages(dst.get(), len, reported);
+
+    register_range(dst.get(), len, UFFDIO_REGISTER_MODE_WP);
+    const int faults = write_faults(dst.get(), len);
+    const bool newest = faults == 0 && marked.value_or(0) == 0;
+    const bool legacy = faults > 0 && (!marked || *marked == len / page_size());
+    EXPECT_TRUE(allowed(expect(rule::uffd_wp_cleared_on_move), newest, legacy))
+        << faults << " write-protect faults on a destination nobody protected; pagemap: "
+        << (marked ? std::to_string(*marked) + " of " + std::to_string(len / page_size()) +
+                         " pages marked"
+                   : std::string("no uffd-wp bit reported"));
+  }
+
+  static constexpr std::size_t kHugePage = std::size_t(2) << 20;
+};
+
+TEST_P(UserfaultfdWriteProtect, MovedPagesLoseProtectionWithoutEventRemap) {
+  expect_protection_dropped(4 * page_size(), page_size());
+}
+
+TEST_P(UserfaultfdWriteProtect, MovedHugePageLosesProtectionWithoutEventRemap) {
+  expect_protection_dropped(kHugePage, kHugePage);
+}
+
+TEST_P(UserfaultfdWriteProtect, EventRemapKeepsTheProtection) {
+  open_wp(UFFD_FEATURE_EVENT_REMAP);
+  if (IsSkipped() || HasFatalFailure()) return;
+  const std::size_t len = 4 * page_size();
+  auto src = protected_source(len, page_size());
+  ASSERT_TRUE(src);
+  const auto bit = pagemap_uffd_wp(src.get());
+  const bool reported = bit && *bit;
+  std::optional<uffd_msg> event;
+  const auto r = move_reading_event(src.get(), len, nullptr, event);
+  ASSERT_TRUE(r) << describe(r);
+  auto dst = adopt(r, len);
+  ASSERT_TRUE(event) << "no UFFD_EVENT_REMAP arrived";
+  EXPECT_EQ(event->event, UFFD_EVENT_REMAP);
+  const auto marked = protected_pages(dst.get(), len, reported);
+  if (marked) {
+    EXPECT_EQ(*marked, len / page_size()) << "the pagemap lost the protection";
+  }
+  EXPECT_GT(write_faults(dst.get(), len), 0) << "writes to the protected destination did not fault";
+}
+
 DONTUNMAP_INSTANTIATE_BACKENDS(Userfaultfd);
 DONTUNMAP_INSTANTIATE_BACKENDS(UserfaultfdEventRemap);
+DONTUNMAP_INSTANTIATE_BACKENDS(UserfaultfdWriteProtect);
 
 }  // namespace
 }  // namespace dontunmap::test

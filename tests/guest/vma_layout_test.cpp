@@ -1,9 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 //
 // The VMAs a move leaves behind, as /proc/self/maps shows them.
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "support.hpp"
 
@@ -75,6 +82,87 @@ TEST_P(VmaLayout, FixedMoveSpansAdjacentVmas) {
   EXPECT_EQ(procfs::vmas_in(src.get(), 4 * page).size(), 2u) << "the source VMAs stay" << layout;
   EXPECT_TRUE(holds(target.get(), 4 * page, per_page('f')));
   EXPECT_TRUE(holds(src.get(), 4 * page, zeros()));
+}
+
+// 6.17+: the VMAs of a FIXED range keep their distances at the target. A
+// gap in the source is a gap in the move: what the target held there stays.
+TEST_P(VmaLayout, FixedMoveKeepsTheGapsBetweenVmas) {
+  const std::size_t page = page_size();
+  auto src = guarded::anon(5 * page);
+  auto target = guarded::anon(5 * page);
+  ASSERT_TRUE(src && target);
+  fill(src.get(), 5 * page, per_page('g'));
+  fill(target.get(), 5 * page, uniform('t'));
+  ASSERT_EQ(::munmap(src.get() + 2 * page, page), 0);
+
+  const auto r = move_fixed(src.get(), 5 * page, target.get());
+  const auto layout = procfs::maps_excerpt({{src.get(), 5 * page}, {target.get(), 5 * page}});
+  const auto e = expect(rule::fixed_move_spans_vmas);
+  if (e.what == behaviour::legacy) {
+    EXPECT_TRUE(refused_with(r, EFAULT, 5 * page)) << e.why;
+    EXPECT_TRUE(holds(src.get(), 2 * page, per_page('g')));
+    return;
+  }
+  ASSERT_TRUE(r) << describe(r) << "\n" << e.why << layout;
+  EXPECT_EQ(*r, static_cast<void *>(target.get()));
+  EXPECT_TRUE(holds(target.get(), 2 * page, per_page('g'))) << layout;
+  EXPECT_TRUE(holds(target.get() + 2 * page, page, uniform('t')))
+      << "the target's page in the gap was replaced" << layout;
+  EXPECT_TRUE(holds(target.get() + 3 * page, 2 * page, per_page('g' + 3))) << layout;
+  EXPECT_TRUE(holds(src.get(), 2 * page, zeros())) << layout;
+  EXPECT_TRUE(holds(src.get() + 3 * page, 2 * page, zeros())) << layout;
+  EXPECT_FALSE(procfs::vma_at(src.get() + 2 * page)) << "the gap was filled" << layout;
+}
+
+// No VMA at the start of the range: EFAULT before anything moves or is
+// unmapped (5.10's own mremap unmaps a FIXED target first).
+TEST_P(VmaLayout, FixedMoveWithGapAtStartIsEfault) {
+  const std::size_t page = page_size();
+  auto src = guarded::anon(3 * page);
+  auto target = guarded::anon(3 * page);
+  ASSERT_TRUE(src && target);
+  fill(src.get(), 3 * page, per_page('s'));
+  fill(target.get(), 3 * page, uniform('t'));
+  ASSERT_EQ(::munmap(src.get(), page), 0);
+
+  const auto r = move_fixed(src.get(), 3 * page, target.get());
+  EXPECT_TRUE(refused_with(r, EFAULT, 3 * page));
+  EXPECT_TRUE(holds(src.get() + page, 2 * page, per_page('s' + 1)));
+  if (expect(rule::fixed_target_unmapped_first).allows_newest()) {
+    EXPECT_TRUE(holds(target.get(), 3 * page, uniform('t'))) << "a refused move changed the target";
+  }
+}
+
+// 6.17+: a VMA armed with userfaultfd moves only on its own (its events
+// need the mmap lock dropped after it), so a range starting with one and
+// covering more is EFAULT, and nothing moves.
+TEST_P(VmaLayout, FixedMoveOfUffdArmedVmaAmongOthersIsEfault) {
+  const std::size_t page = page_size();
+  auto src = guarded::anon(4 * page);
+  auto target = guarded::hole(4 * page);
+  ASSERT_TRUE(src && target);
+  fill(src.get(), 4 * page, per_page('a'));
+  ASSERT_EQ(::mprotect(src.get() + 2 * page, 2 * page, PROT_READ), 0);
+  const int uffd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (uffd < 0) GTEST_SKIP() << "userfaultfd: " << std::strerror(errno);
+  uffdio_api api{};
+  api.api = UFFD_API;
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<std::uintptr_t>(src.get());
+  reg.range.len = 2 * page;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  const bool registered =
+      ::ioctl(uffd, UFFDIO_API, &api) == 0 && ::ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+  const int err = errno;
+  if (registered) {
+    const auto r = move_fixed(src.get(), 4 * page, target.get());
+    EXPECT_TRUE(refused_with(r, EFAULT, 4 * page))
+        << procfs::maps_excerpt({{src.get(), 4 * page}, {target.get(), 4 * page}});
+    EXPECT_TRUE(holds(src.get(), 4 * page, per_page('a')));
+    EXPECT_FALSE(procfs::vma_at(target.get())) << "something moved";
+  }
+  ::close(uffd);
+  ASSERT_TRUE(registered) << "UFFDIO_API/REGISTER: " << std::strerror(err);
 }
 
 DONTUNMAP_INSTANTIATE_BACKENDS(VmaLayout);
