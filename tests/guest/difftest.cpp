@@ -239,6 +239,7 @@ void tally_coverage(const scenario &sc, const report &n, std::map<std::string, s
   const mapping_desc *src = sc.call.src_mapping >= 0 ? &sc.maps[sc.call.src_mapping] : nullptr;
   if (src && src->thp) ++t["ok:thp"];
   if (src && src->mergeable) ++t["ok:ksm"];
+  if (src && src->uffd_wp) ++t["ok:uffd_wp"];
   if (!n.section("uffd").empty()) ++t["ok:uffd_events"];
 }
 

@@ -78,6 +78,8 @@ struct mapping_desc {
   bool mergeable = false;      // MADV_MERGEABLE
   bool uffd = false;           // registered MISSING with the scenario's context
   piece uffd_range;
+  bool uffd_wp = false;        // registered WP too (private anon; kernels with uffd-wp)
+  piece wp_range;              // then UFFDIO_WRITEPROTECTed, inside uffd_range
   bool seal = false;  // mseal()ed (6.10+)
   piece seal_range;
 

@@ -239,15 +239,31 @@ std::optional<stop> build(const scenario &sc, built &b) {
     api.features = sc.uffd_features;
     if (::ioctl(b.uffd, UFFDIO_API, &api) != 0)
       return stop{errno == EINVAL, "UFFDIO_API: " + errname(errno)};
+    // Without uffd-wp (arm64 before 6.10) both children register MISSING
+    // alone; the pagemap shows the uffd-wp bit where the kernel has one.
+    const bool have_wp = api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP;
     for (std::size_t i = 0; i < sc.maps.size(); ++i) {
       const mapping_desc &d = sc.maps[i];
       if (!d.uffd) continue;
+      const bool wp = d.uffd_wp && have_wp;
       uffdio_register reg{};
       reg.range.start = d.start() + d.uffd_range.first * pg;
       reg.range.len = d.uffd_range.pages * pg;
-      reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+      reg.mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0);
       if (::ioctl(b.uffd, UFFDIO_REGISTER, &reg) != 0)
         return fail("UFFDIO_REGISTER map " + std::to_string(i), errno);
+      if (!wp) continue;
+      // One VMA at a time: before 5.19 the range had to lie in one.
+      const std::uintptr_t lo = d.start() + d.wp_range.first * pg;
+      const std::uintptr_t hi = lo + d.wp_range.pages * pg;
+      for (const auto &v : procfs::vmas_in(reinterpret_cast<void *>(lo), hi - lo)) {
+        uffdio_writeprotect protect{};
+        protect.range.start = std::max<std::uintptr_t>(v.start, lo);
+        protect.range.len = std::min<std::uintptr_t>(v.end, hi) - protect.range.start;
+        protect.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+        if (::ioctl(b.uffd, UFFDIO_WRITEPROTECT, &protect) != 0)
+          return fail("UFFDIO_WRITEPROTECT map " + std::to_string(i), errno);
+      }
     }
   }
 

@@ -455,6 +455,19 @@ std::uint8_t content_byte(const scenario &s, int m, std::size_t i, bool dup) {
   return static_cast<std::uint8_t>(s.pattern + 37 * m + 11 * i + 1);
 }
 
+// uffd-wp on registered private anonymous mappings, drawn from a stream of
+// its own: the rest of a seed's scenario is what it was before write-protect
+// joined the tester, so seeds reported earlier still name the same layouts.
+void add_write_protect(scenario &s) {
+  rng r(s.seed ^ 0x7766'0000'0000'0000ULL);
+  for (auto &m : s.maps) {
+    if (!m.uffd || m.k != kind::private_anon || !r.chance(50)) continue;
+    m.uffd_wp = true;
+    m.wp_range = some_piece(r, m.uffd_range.pages, 60);
+    m.wp_range.first += m.uffd_range.first;
+  }
+}
+
 scenario generate(std::uint64_t seed) {
   rng r(seed);
   scenario s;
@@ -482,6 +495,7 @@ scenario generate(std::uint64_t seed) {
     m.dup_content = true;
     if (m.how == fill::none) m.how = fill::populate;
   }
+  add_write_protect(s);
   return s;
 }
 
@@ -517,6 +531,7 @@ std::string describe(const scenario &s) {
     for (const auto &p : m.protect) out << " mprotect" << piece_str(p) << ":" << prot_str(p.prot);
     if (m.mergeable) out << " MADV_MERGEABLE" << (m.dup_content ? "(dup pages)" : "");
     if (m.uffd) out << " uffd-missing" << piece_str(m.uffd_range);
+    if (m.uffd_wp) out << " +wp, protected" << piece_str(m.wp_range);
     if (m.seal) out << " mseal" << piece_str(m.seal_range);
     out << "\n";
   }
