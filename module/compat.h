@@ -42,12 +42,18 @@
 #endif
 
 /*
- * 7.3 is admitted at the one sublevel whose mm/internal.h was read: the
- * layout of struct pagetable_move_control below is copied from it, and a
- * stable update that changed it would be called with a wrong struct.
+ * On 7.3, struct pagetable_move_control and the prototypes of copy_vma(),
+ * move_page_tables(), split_vma(), may_expand_vm() and unlink_anon_vmas()
+ * below are copied from 7.3.4's mm/internal.h and mm/vma.h, which header
+ * packages do not ship. The load checks each of them against the running
+ * kernel's BTF (layout.c) and refuses on any difference, so any 7.3.y
+ * builds; without BTF only 7.3.4 itself, whose headers were read, may.
  */
-#if DONTUNMAP_KV(7, 3) && LINUX_VERSION_CODE != KERNEL_VERSION(7, 3, 4)
-#error "dontunmap: only 7.3.4 of the 7.3 series has been verified"
+#if DONTUNMAP_KV(7, 3) && defined(CONFIG_DEBUG_INFO_BTF) && \
+	defined(CONFIG_BPF_SYSCALL)
+#define DONTUNMAP_CHECK_BTF
+#elif DONTUNMAP_KV(7, 3) && LINUX_VERSION_CODE != KERNEL_VERSION(7, 3, 4)
+#error "dontunmap: without BTF only 7.3.4 of the 7.3 series can be verified"
 #endif
 
 /*
@@ -162,6 +168,9 @@ void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
 			     unsigned long end);
 #endif
 
+#ifdef DONTUNMAP_CHECK_BTF
+#include <linux/btf.h>
+#endif
 #include "ksyms.h"
 
 /*

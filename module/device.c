@@ -97,7 +97,7 @@ static int __init dontunmap_init(void)
 
 	err = dontunmap_resolve_symbols();
 	if (err) {
-		pr_err("not loaded: kernel internals missing (see above)\n");
+		pr_err("not loaded: kernel internals missing or not as expected (see above)\n");
 		return err;
 	}
 

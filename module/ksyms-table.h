@@ -36,6 +36,10 @@ DONTUNMAP_FUNC(__anon_vma_prepare, true, "keep copy_vma() from a self-merge")
 #ifdef DONTUNMAP_NEED_UFFD_FAIL
 DONTUNMAP_FUNC(mremap_userfaultfd_fail, true, "userfaultfd: a failed move")
 #endif
+#ifdef DONTUNMAP_CHECK_BTF
+DONTUNMAP_FUNC(btf_name_by_offset, false, "check copied layouts against BTF")
+DONTUNMAP_FUNC(btf_put, false, "check copied layouts against BTF")
+#endif
 #ifdef DONTUNMAP_NEED_GET_UNMAPPED_AREA
 DONTUNMAP_FUNC(__get_unmapped_area, true, "place the destination")
 #endif

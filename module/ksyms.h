@@ -29,5 +29,6 @@ extern struct dontunmap_ksym_data dontunmap_ksym_data;
 int dontunmap_resolve_symbols(void);
 void dontunmap_release_symbols(void);
 int dontunmap_max_map_count(void);
+int dontunmap_check_layouts(void);
 
 #endif /* DONTUNMAP_KSYMS_H */

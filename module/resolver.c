@@ -213,6 +213,9 @@ int dontunmap_resolve_symbols(void)
 	}
 	if (missing)
 		return -ENOENT;
+	err = dontunmap_check_layouts();
+	if (err)
+		return err;
 	dontunmap_open_max_map_count();
 
 	pr_info("resolved via kallsyms_lookup_name (kprobe, released):%s; absent:%s; calls: %s\n",
