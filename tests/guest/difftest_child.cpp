@@ -275,6 +275,22 @@ std::optional<stop> build(const scenario &sc, built &b) {
       return stop{errno == ENOSYS, "mseal map " + std::to_string(i) + ": " + errname(errno)};
   }
 
+  // A MREMAP_FIXED target reaching out of the window may cover the tester
+  // itself (its text at 0x400000, heap, stack): a kernel that unmaps the
+  // target first leaves a child that cannot live to report. Both children
+  // see the same layout, so both skip.
+  if (sc.call.flags & MREMAP_FIXED) {
+    const std::uintptr_t lo = sc.call.new_addr & ~std::uintptr_t(pg - 1);
+    const std::uint64_t len = page_align(sc.call.new_len);
+    const std::uintptr_t hi = lo + len < lo ? ~std::uintptr_t(0) : lo + len;
+    for (const auto &v : procfs::vmas_in(reinterpret_cast<void *>(lo), hi - lo)) {
+      if (v.path == "[vsyscall]") continue;  // never unmapped
+      if (v.start < kWindowBase || v.end > kWindowBase + kWindowSize)
+        return stop{true, "fixed_target_over_tester: covers its " +
+                              (v.path.empty() ? std::string("mapping") : v.path)};
+    }
+  }
+
   if (sc.uses_ksm() && !ksm_settle()) return stop{true, "ksm: ksmd cannot be run or is too slow"};
   if (sc.lim == limit::map_count && !g_system_allowed)
     return stop{true, "max_map_count: system knobs left alone"};
