@@ -340,6 +340,11 @@ struct page_rec {
 
 struct snapshot {
   std::vector<procfs::smaps_entry> vmas;
+  // Per VMA: whether it meets a region whose pages are read. The others are
+  // the tester's own (its text, heap, stack) seen in a margin; their maps
+  // lines are compared, their smaps are not: how much of its own text a
+  // child has faulted in depends on the code path its backend took.
+  std::vector<bool> compared;
   std::vector<page_rec> pages;  // sorted by address
   std::string status;
 
@@ -381,7 +386,11 @@ snapshot take(const std::vector<region> &view, const std::vector<region> &pages)
     const bool in = std::any_of(view.begin(), view.end(), [&](const region &r) {
       return e.area.end > r.lo && e.area.start < r.hi;
     });
-    if (in) s.vmas.push_back(std::move(e));
+    if (!in) continue;
+    s.compared.push_back(std::any_of(pages.begin(), pages.end(), [&](const region &r) {
+      return e.area.end > r.lo && e.area.start < r.hi;
+    }));
+    s.vmas.push_back(std::move(e));
   }
   std::vector<std::uint64_t> pm;
   std::vector<unsigned char> buf(pg);
@@ -469,7 +478,9 @@ void emit(out_stream &out, std::string_view tag, const snapshot &s, inode_names 
     out.line(maps, range_str(v.start, v.end) + " " + v.perms + " " + hex(v.offset) + " " +
                        ino(v) + " " + v.path);
   }
-  for (const auto &e : s.vmas) {
+  for (std::size_t vi = 0; vi < s.vmas.size(); ++vi) {
+    const auto &e = s.vmas[vi];
+    if (!s.compared[vi]) continue;
     std::string t = range_str(e.area.start, e.area.end);
     for (const auto &[name, kb] : e.fields_kb)
       if (!proportional(name)) t += " " + name + "=" + std::to_string(kb);
