@@ -615,6 +615,13 @@ std::string check(const scenario &sc, const snapshot &pre, const snapshot &post,
       if (!in_range(p.addr)) continue;
       const page_rec *s = post.at(p.addr);
       if (s && same(p, *s)) continue;
+      // A shared mapping's data is in the page cache, not in its PTEs:
+      // losing the PTE loses nothing. (Seed 5308 on 7.3.4: the PTEs of a
+      // PROT_NONE shared memfd range are gone after a refused call in both
+      // children, native alike; what drops them is not yet known.)
+      const procfs::smaps_entry *v = pre.vma_at(p.addr);
+      if (s && !s->present() && v && v->area.perms.size() > 3 && v->area.perms[3] == 's')
+        continue;
       if (c.flags & MREMAP_FIXED) {
         const page_rec *d = post.at(c.new_addr + (p.addr - old));
         if (d && same(p, *d) && s && !s->present()) continue;
