@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -187,6 +188,42 @@ TEST_P(Userfaultfd, DestinationUnregisteredWithoutEventRemap) {
   EXPECT_FALSE(smaps->has_flag("um"))
       << "the destination kept a registration its context cannot follow\n"
       << smaps->text;
+}
+
+// 6.17+: a FIXED range over several VMAs moves them one at a time, with no
+// rollback. An armed VMA moves only on its own, so one after the first
+// stops the call with EFAULT - after the VMAs before it have moved, their
+// sources left mapped and empty as by any DONTUNMAP move. Older kernels
+// refuse the whole range first.
+TEST_P(Userfaultfd, FixedMoveStoppedAtAnArmedVmaLeavesTheVmasBeforeItMoved) {
+  open_uffd(0);
+  if (IsSkipped() || HasFatalFailure()) return;
+  const std::size_t page = page_size();
+  auto src = guarded::anon(4 * page);
+  auto target = guarded::hole(4 * page);
+  ASSERT_TRUE(src && target);
+  fill(src.get(), 4 * page, per_page('r'));
+  register_missing(src.get() + 2 * page, 2 * page);
+  ASSERT_EQ(procfs::vmas_in(src.get(), 4 * page).size(), 2u)
+      << procfs::maps_excerpt({{src.get(), 4 * page}});
+
+  const auto r = move_fixed(src.get(), 4 * page, target.get());
+  const auto layout = procfs::maps_excerpt({{src.get(), 4 * page}, {target.get(), 4 * page}});
+  EXPECT_TRUE(refused_with(r, EFAULT, 4 * page)) << layout;
+  EXPECT_TRUE(holds(src.get() + 2 * page, 2 * page, per_page('r' + 2)))
+      << "the armed VMA lost pages" << layout;
+  const auto e = expect(rule::fixed_move_spans_vmas);
+  if (e.what == behaviour::legacy) {
+    EXPECT_TRUE(holds(src.get(), 2 * page, per_page('r'))) << e.why;
+    EXPECT_FALSE(procfs::vma_at(target.get())) << "something moved\n" << e.why << layout;
+    return;
+  }
+  const auto dest = procfs::vmas_in(target.get(), 4 * page);
+  ASSERT_EQ(dest.size(), 1u) << layout;
+  EXPECT_EQ(dest[0].start, reinterpret_cast<std::uintptr_t>(target.get())) << layout;
+  EXPECT_EQ(dest[0].end, reinterpret_cast<std::uintptr_t>(target.get() + 2 * page)) << layout;
+  EXPECT_TRUE(holds(target.get(), 2 * page, per_page('r'))) << layout;
+  EXPECT_TRUE(holds(src.get(), 2 * page, zeros())) << layout;
 }
 
 class UserfaultfdEventRemap : public userfaultfd_test {
