@@ -42,15 +42,16 @@
 #endif
 
 /*
- * On 7.3, struct pagetable_move_control and the prototypes of copy_vma(),
- * move_page_tables(), split_vma(), may_expand_vm() and unlink_anon_vmas()
- * below are copied from 7.3.4's mm/internal.h and mm/vma.h, which header
- * packages do not ship. The load checks each of them against the running
- * kernel's BTF (layout.c) and refuses on any difference, so any 7.3.y
- * builds; without BTF only 7.3.4 itself, whose headers were read, may.
+ * On 6.12 and 7.3, prototypes (and on 7.3 struct pagetable_move_control)
+ * below are copied from mm/internal.h and mm/vma.h, which header packages
+ * do not ship. The load checks each of them against the running kernel's
+ * BTF (layout.c) and refuses on any difference: a stable update that
+ * changes one stops the load instead of a call with a wrong prototype. So
+ * any 7.3.y builds; without BTF only 7.3.4 itself, whose headers were
+ * read, may. 6.12 builds by sublevel as below either way.
  */
-#if DONTUNMAP_KV(7, 3) && defined(CONFIG_DEBUG_INFO_BTF) && \
-	defined(CONFIG_BPF_SYSCALL)
+#if (DONTUNMAP_KV(6, 12) || DONTUNMAP_KV(7, 3)) && \
+	defined(CONFIG_DEBUG_INFO_BTF) && defined(CONFIG_BPF_SYSCALL)
 #define DONTUNMAP_CHECK_BTF
 #elif DONTUNMAP_KV(7, 3) && LINUX_VERSION_CODE != KERNEL_VERSION(7, 3, 4)
 #error "dontunmap: without BTF only 7.3.4 of the 7.3 series can be verified"
@@ -62,7 +63,8 @@
  * and 6.12.115+ have it; 5.10 and 6.1.176 do not). 6.1's headers declare
  * copy_vma(), so conftest.sh reads the declaration there; "mm: move
  * internal core VMA manipulation functions to own file" (6.12) moved it to
- * mm/vma.h, which header packages do not ship, so 6.12 goes by sublevel.
+ * mm/vma.h, which header packages do not ship, so 6.12 goes by sublevel
+ * (and the load checks the choice against BTF).
  *
  * Without @keep_source, copy_vma() may merge an unfaulted anonymous source
  * with a destination right next to it. The module avoids that case itself:

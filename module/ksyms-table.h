@@ -37,6 +37,7 @@ DONTUNMAP_FUNC(__anon_vma_prepare, true, "keep copy_vma() from a self-merge")
 DONTUNMAP_FUNC(mremap_userfaultfd_fail, true, "userfaultfd: a failed move")
 #endif
 #ifdef DONTUNMAP_CHECK_BTF
+DONTUNMAP_FUNC(bpf_find_btf_id, false, "check copied layouts against BTF")
 DONTUNMAP_FUNC(btf_name_by_offset, false, "check copied layouts against BTF")
 DONTUNMAP_FUNC(btf_put, false, "check copied layouts against BTF")
 #endif

@@ -2,10 +2,10 @@
 /*
  * The declarations compat.h copies from kernel headers that header packages
  * do not ship are checked at load against the running kernel's own BTF: the
- * parameter count of each function, and struct pagetable_move_control member
- * by member (name, offset, and the size of the whole). A stable update that
- * changed any of them fails the load, instead of a call with a wrong
- * prototype or struct.
+ * parameter count of each function, and on 7.3 struct
+ * pagetable_move_control member by member (name, offset, and the size of
+ * the whole). A stable update that changed any of them fails the load,
+ * instead of a call with a wrong prototype or struct.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -22,13 +22,24 @@ static const struct {
 	const char *name;
 	u32 nr_params;
 } dontunmap_btf_funcs[] = {
+#if DONTUNMAP_KV(7, 3)
 	{ "copy_vma", 7 },
 	{ "move_page_tables", 1 },
 	{ "split_vma", 4 },
 	{ "may_expand_vm", 3 },
 	{ "unlink_anon_vmas", 1 },
+#else
+#ifdef DONTUNMAP_HAVE_COPY_VMA_KEEP_SOURCE
+	{ "copy_vma", 6 },
+#else
+	{ "copy_vma", 5 },
+#endif
+	{ "move_page_tables", 7 },
+	{ "split_vma", 4 },
+#endif
 };
 
+#if DONTUNMAP_KV(7, 3)
 #define PMC_MEMBER(m) { #m, offsetof(struct pagetable_move_control, m) }
 static const struct {
 	const char *name;
@@ -43,11 +54,12 @@ static const struct {
 	PMC_MEMBER(need_rmap_locks),
 	PMC_MEMBER(for_stack),
 };
+#endif
 
 static const struct btf_type *dontunmap_btf_find(const char *name, u32 kind,
 						 struct btf **btf)
 {
-	s32 id = bpf_find_btf_id(name, kind, btf);
+	s32 id = static_call(dontunmap_bpf_find_btf_id)(name, kind, btf);
 
 	if (id < 0) {
 		pr_err("%s is not in the kernel's BTF (%d)\n", name, id);
@@ -76,6 +88,7 @@ static bool dontunmap_check_func(const char *name, u32 nr_params)
 	return true;
 }
 
+#if DONTUNMAP_KV(7, 3)
 static bool dontunmap_check_pmc(void)
 {
 	const struct btf_member *member;
@@ -115,19 +128,31 @@ out:
 		static_call(dontunmap_btf_put)(btf);
 	return ok;
 }
+#else
+static bool dontunmap_check_pmc(void)
+{
+	return true;
+}
+#endif
 
 int dontunmap_check_layouts(void)
 {
 	bool ok = true;
 	unsigned int i;
 
-	if (!static_call_query(dontunmap_btf_name_by_offset) ||
+	if (!static_call_query(dontunmap_bpf_find_btf_id) ||
+	    !static_call_query(dontunmap_btf_name_by_offset) ||
 	    !static_call_query(dontunmap_btf_put)) {
-		if (LINUX_VERSION_CODE == KERNEL_VERSION(7, 3, 4)) {
-			pr_warn("no BTF helpers: the layouts copied from 7.3.4 are not checked\n");
+		/*
+		 * As a build without BTF: 7.3.4's declarations were read in
+		 * its source, 6.12's go by sublevel (compat.h).
+		 */
+		if (DONTUNMAP_KV(6, 12) ||
+		    LINUX_VERSION_CODE == KERNEL_VERSION(7, 3, 4)) {
+			pr_warn("no BTF helpers: the declarations copied from mm/ are not checked\n");
 			return 0;
 		}
-		pr_err("no BTF helpers to check the layouts copied from 7.3.4 against this kernel\n");
+		pr_err("no BTF helpers to check the declarations copied from 7.3.4 against this kernel\n");
 		return -ENOEXEC;
 	}
 	for (i = 0; i < ARRAY_SIZE(dontunmap_btf_funcs); i++)
@@ -135,11 +160,12 @@ int dontunmap_check_layouts(void)
 					   dontunmap_btf_funcs[i].nr_params);
 	ok &= dontunmap_check_pmc();
 	if (!ok) {
-		pr_err("this kernel's mm internals differ from 7.3.4's: refusing to load\n");
+		pr_err("this kernel's mm internals differ from the ones dontunmap was built for: refusing to load\n");
 		return -ENOEXEC;
 	}
-	pr_info("layouts checked against the kernel's BTF: struct pagetable_move_control and %zu prototypes\n",
-		ARRAY_SIZE(dontunmap_btf_funcs));
+	pr_info("layouts checked against the kernel's BTF: %zu prototypes%s\n",
+		ARRAY_SIZE(dontunmap_btf_funcs),
+		DONTUNMAP_KV(7, 3) ? " and struct pagetable_move_control" : "");
 	return 0;
 }
 
