@@ -137,6 +137,19 @@ constexpr row table[] = {
      "keeps DONTUNMAP out of that path - Debian 6.1.192 no longer does it",
      "the VMA after a partly moved source keeps its flags",
      "\"mm/mremap: for MREMAP_DONTUNMAP check security_vm_enough_memory_mm()\""},
+    {rule::emptied_source_drops_anon_vma,
+     "emptied_source_drops_anon_vma",
+     {0, 0, 0},
+     {6, 1, 0},
+     false,
+     "a DONTUNMAP source VMA whose whole range moved keeps no pages, and later kernels unlink "
+     "its anon_vma (unlink_anon_vmas() in move_vma(), later dontunmap_complete()); 5.10's "
+     "move_vma() keeps it. An emptied source without an anon_vma no longer merges with a "
+     "neighbour that still has one: after mprotect() made them alike, 5.10.262 merges the two "
+     "and Debian 6.1.192 and 7.3.4 keep them apart (seed 3081). The upstream release is not "
+     "verified: after 5.10, by 6.1",
+     "a source moved whole lets go of its anon_vma",
+     "move_vma() unlinks the emptied source's anon_vma; release after 5.10, not verified"},
     {rule::fixed_target_unmapped_first,
      "fixed_target_unmapped_first",
      {0, 0, 0},

@@ -44,6 +44,7 @@ enum class rule {
   map_count_headroom,          // free vm.max_map_count slots a move needs
   unfaulted_source_self_merge, // an unfaulted source merges with a destination next to it
   next_vma_gains_vm_account,   // a partial move sets VM_ACCOUNT on the VMA after the source
+  emptied_source_drops_anon_vma, // a source moved whole lets go of its anon_vma
   fixed_target_unmapped_first, // a FIXED target is unmapped before the source is looked up
   uffd_wp_cleared_on_move,     // moved entries lose uffd-wp unless the destination stays registered
 };
