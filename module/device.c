@@ -30,18 +30,57 @@ MODULE_PARM_DESC(mode, "permissions of /dev/dontunmap at load (default 0600)");
 			    DONTUNMAP_FEAT_ALIGNED_LEN |		\
 			    DONTUNMAP_FEAT_MULTI_VMA)
 
+/*
+ * Does the caller's struct lie in [start, start + len)? Ranges that wrap are
+ * left to the engine, which refuses them with mremap()'s errno.
+ */
+static bool dontunmap_args_within(unsigned long uarg, u64 start, u64 len)
+{
+	unsigned long end = untagged_addr(start) + PAGE_ALIGN(len);
+
+	start = untagged_addr(start);
+	if (!len || end <= start)
+		return false;
+	return uarg < end && uarg + sizeof(struct dontunmap_remap) > start;
+}
+
+/*
+ * The destination is written back into the caller's struct once the move is
+ * done and the mmap lock dropped. Nothing may stop that write once pages
+ * have moved, so everything that could is refused before anything moves
+ * (EFAULT, as for any argument the call cannot write):
+ *  - a struct in the range the call empties (the source), where the write
+ *    would fault a page back into the emptied source or, under userfaultfd,
+ *    wait for a monitor that may be the caller itself;
+ *  - a struct in a MREMAP_FIXED target, whose page the move replaces: the
+ *    write would land in the moved data;
+ *  - a struct the caller cannot write: storing the hint back first proves
+ *    it can be written (and faults its page in).
+ * Only another thread unmapping or write-protecting the struct during the
+ * call can still make the final write fail; the call then returns EFAULT
+ * although the move happened (as read() does when its buffer goes away).
+ */
 static long dontunmap_ioctl_remap(void __user *argp)
 {
+	struct dontunmap_remap __user *uarg = argp;
+	unsigned long ua = untagged_addr((unsigned long)argp);
 	struct dontunmap_remap req;
 	long err;
 
-	if (copy_from_user(&req, argp, sizeof(req)))
+	if (copy_from_user(&req, uarg, sizeof(req)))
 		return -EFAULT;
+	if (dontunmap_args_within(ua, req.old_addr, req.old_len))
+		return -EFAULT;
+	if ((req.flags & MREMAP_FIXED) &&
+	    dontunmap_args_within(ua, req.new_addr, req.new_len))
+		return -EFAULT;
+	if (put_user(req.new_addr, &uarg->new_addr))
+		return -EFAULT;
+
 	err = dontunmap_remap(&req);
 	if (err)
 		return err;
-	if (put_user(req.new_addr,
-		     &((struct dontunmap_remap __user *)argp)->new_addr))
+	if (put_user(req.new_addr, &uarg->new_addr))
 		return -EFAULT;
 	return 0;
 }

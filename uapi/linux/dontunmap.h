@@ -31,7 +31,13 @@
  * DONTUNMAP_IOC_REMAP: the arguments of mremap(). @flags takes the MREMAP_*
  * values and must include MREMAP_MAYMOVE | MREMAP_DONTUNMAP. @new_addr is the
  * hint (or, with MREMAP_FIXED, the target) on input and the destination on
- * output. Errors are those mremap() gives on the newest upstream kernel.
+ * output. Errors are those mremap() gives on the newest upstream kernel, and
+ * EFAULT, before anything moves, for a struct the call could not write the
+ * destination back into: one that is not writable, or that lies in the
+ * source range or in a MREMAP_FIXED target (which the move empties or
+ * replaces). The ioctl returns 0, not the address: the ioctl system call
+ * returns an int. Only another thread unmapping or write-protecting the
+ * struct during the call can make it fail with EFAULT after the move.
  */
 struct dontunmap_remap {
 	__u64 old_addr;
