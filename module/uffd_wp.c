@@ -68,29 +68,14 @@ static void clear_uffd_wp_ptes(struct mm_struct *mm, pmd_t *pmd,
 	pte_unmap_unlock(start_pte, ptl);
 }
 
-void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
-			     unsigned long end)
+static void clear_uffd_wp_pmd_range(struct mm_struct *mm, pud_t *pud,
+				    unsigned long addr, unsigned long end)
 {
+	pmd_t *pmd = pmd_offset(pud, addr);
 	unsigned long next;
 
-	mmap_assert_write_locked(mm);
-	for (; addr < end; addr = next) {
-		pgd_t *pgd = pgd_offset(mm, addr);
-		p4d_t *p4d;
-		pud_t *pud;
-		pmd_t *pmd;
-
+	do {
 		next = pmd_addr_end(addr, end);
-		if (pgd_none(*pgd) || pgd_bad(*pgd))
-			continue;
-		p4d = p4d_offset(pgd, addr);
-		if (p4d_none(*p4d) || p4d_bad(*p4d))
-			continue;
-		/* Huge PUDs are DAX only, where uffd-wp does not reach. */
-		pud = pud_offset(p4d, addr);
-		if (pud_none(*pud) || pud_bad(*pud))
-			continue;
-		pmd = pmd_offset(pud, addr);
 		if (pmd_none(*pmd))
 			continue;
 		if ((is_swap_pmd(*pmd) || pmd_trans_huge(*pmd) ||
@@ -99,7 +84,58 @@ void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
 		if (pmd_bad(*pmd))
 			continue;
 		clear_uffd_wp_ptes(mm, pmd, addr, next);
-	}
+		/* A range of many page tables must not hog the CPU. */
+		cond_resched();
+	} while (pmd++, addr = next, addr != end);
+}
+
+/* Huge PUDs are DAX only, where uffd-wp does not reach. */
+static void clear_uffd_wp_pud_range(struct mm_struct *mm, p4d_t *p4d,
+				    unsigned long addr, unsigned long end)
+{
+	pud_t *pud = pud_offset(p4d, addr);
+	unsigned long next;
+
+	do {
+		next = pud_addr_end(addr, end);
+		if (pud_none(*pud) || pud_bad(*pud))
+			continue;
+		clear_uffd_wp_pmd_range(mm, pud, addr, next);
+	} while (pud++, addr = next, addr != end);
+}
+
+static void clear_uffd_wp_p4d_range(struct mm_struct *mm, pgd_t *pgd,
+				    unsigned long addr, unsigned long end)
+{
+	p4d_t *p4d = p4d_offset(pgd, addr);
+	unsigned long next;
+
+	do {
+		next = p4d_addr_end(addr, end);
+		if (p4d_none(*p4d) || p4d_bad(*p4d))
+			continue;
+		clear_uffd_wp_pud_range(mm, p4d, addr, next);
+	} while (p4d++, addr = next, addr != end);
+}
+
+/*
+ * Walks [addr, end) level by level, as mm/mprotect.c's change_*_range() do,
+ * so that an empty upper level is stepped over whole rather than probed
+ * every PMD_SIZE, and yields the CPU between page tables.
+ */
+void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
+			     unsigned long end)
+{
+	pgd_t *pgd = pgd_offset(mm, addr);
+	unsigned long next;
+
+	mmap_assert_write_locked(mm);
+	do {
+		next = pgd_addr_end(addr, end);
+		if (pgd_none(*pgd) || pgd_bad(*pgd))
+			continue;
+		clear_uffd_wp_p4d_range(mm, pgd, addr, next);
+	} while (pgd++, addr = next, addr != end);
 }
 
 #endif /* DONTUNMAP_NEED_CLEAR_UFFD_WP */
