@@ -44,6 +44,9 @@ DONTUNMAP_FUNC(btf_put, false, "check copied layouts against BTF")
 #ifdef DONTUNMAP_NEED_GET_UNMAPPED_AREA
 DONTUNMAP_FUNC(__get_unmapped_area, true, "place the destination")
 #endif
+#ifdef CONFIG_DEBUG_VM
+DONTUNMAP_FUNC(dump_mm, false, "VM_BUG_ON_MM() reports (CONFIG_DEBUG_VM)")
+#endif
 
 DONTUNMAP_DATA(sysctl_max_map_count, "vm.max_map_count headroom (else read from /proc/sys)")
 

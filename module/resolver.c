@@ -28,6 +28,22 @@ DEFINE_STATIC_CALL_NULL(dontunmap_kallsyms_lookup_name, kallsyms_lookup_name);
 
 struct dontunmap_ksym_data dontunmap_ksym_data;
 
+#ifdef CONFIG_DEBUG_VM
+/*
+ * Under CONFIG_DEBUG_VM, mmap_assert_write_locked() and VM_BUG_ON_MM() call
+ * dump_mm(), which the kernel does not export. The module's own dump_mm()
+ * satisfies the link and hands over to the kernel's, so that the assertions
+ * stay as they are on debug kernels and report as they would in mm/.
+ */
+void dump_mm(const struct mm_struct *mm)
+{
+	void *kernel_dump_mm = static_call_query(dontunmap_dump_mm);
+
+	if (kernel_dump_mm && kernel_dump_mm != (void *)dump_mm)
+		static_call(dontunmap_dump_mm)(mm);
+}
+#endif
+
 /*
  * Without CONFIG_KALLSYMS_ALL, vm.max_map_count is read from its sysctl
  * file, opened once at load so that no path is looked up in the caller's
