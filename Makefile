@@ -14,6 +14,9 @@ BUILD       ?= build
 KERNELS     ?=
 DEMO_KERNEL ?= 6.1-amd64
 KDIR        ?= /lib/modules/$(shell uname -r)/build
+# What lib and semantics build with (cmake, g++, GoogleTest), installed with
+# apt-get when missing, as tests/check and tests/demo do.
+BUILD_PACKAGES = bash -euo pipefail -c '. tests/vm/lib.sh && ensure_build_packages' make
 
 .PHONY: all check demo module module-clean lib checkpatch readme semantics
 
@@ -32,6 +35,7 @@ module-clean:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) clean
 
 lib:
+	$(BUILD_PACKAGES)
 	cmake -S . -B $(BUILD)
 	cmake --build $(BUILD) -j$$(nproc)
 
@@ -42,6 +46,7 @@ readme:
 	tests/update-readme $(BUILD)/check/tested-on.md
 
 semantics:
+	$(BUILD_PACKAGES)
 	cmake -S . -B $(BUILD)
 	cmake --build $(BUILD) --target dontunmap-semantics
 	$(BUILD)/tests/guest/dontunmap-semantics --kernels tests/vm/kernels --update docs/semantics.md

@@ -69,11 +69,13 @@ is_cross() {
 # gnu_type ARCH: the GNU triplet of a Debian architecture (the prefix of its
 # cross tools): arm64 -> aarch64-linux-gnu.
 gnu_type() {
+	ensure_packages dpkg-dev # dpkg-architecture
 	dpkg-architecture -a "$1" -qDEB_HOST_GNU_TYPE 2>/dev/null
 }
 
 # gnu_cpu ARCH: what uname -m says on it: arm64 -> aarch64.
 gnu_cpu() {
+	ensure_packages dpkg-dev # dpkg-architecture
 	dpkg-architecture -a "$1" -qDEB_HOST_GNU_CPU 2>/dev/null
 }
 
@@ -111,6 +113,27 @@ host_apt_update_once() {
 	[[ -n $HOST_APT_UPDATED ]] && return 0
 	apt-get update -q >&2
 	HOST_APT_UPDATED=1
+}
+
+# What building libdontunmap, its tests, the guest programs and the demo with
+# cmake needs on the host (tests/check, tests/demo, make lib); and, per guest
+# architecture other than the host's, what its cross build adds (GoogleTest
+# is compiled there from Debian's sources, package googletest).
+readonly HOST_BUILD_PACKAGES='cmake g++ make libgtest-dev libgmock-dev'
+declare -rA CROSS_BUILD_PACKAGES=([arm64]='gcc-aarch64-linux-gnu g++-aarch64-linux-gnu googletest')
+
+# ensure_build_packages [ARCH...]: HOST_BUILD_PACKAGES, and the cross build
+# packages of each ARCH that is not the host's (none known: nothing added).
+ensure_build_packages() {
+	local arch host wanted=()
+	host=$(host_arch)
+	# shellcheck disable=SC2206  # lists of package names
+	wanted=($HOST_BUILD_PACKAGES)
+	for arch in "$@"; do
+		# shellcheck disable=SC2206
+		[[ $arch == "$host" ]] || wanted+=(${CROSS_BUILD_PACKAGES[$arch]:-})
+	done
+	ensure_packages "${wanted[@]}"
 }
 
 # Every "URI SUITE" pair of the enabled deb entries in the machine's apt
@@ -236,12 +259,20 @@ apt_private_update() {
 # apt_private_download SUITE ARCH DEST PACKAGE VERSION: prints the .deb path,
 # downloading it only when DEST lacks it.
 apt_private_download() {
-	local suite=$1 arch=$2 dest=$3 pkg=$4 version=$5 deb
-	deb="$dest/${pkg}_${version//:/%3a}_$arch.deb"
+	local suite=$1 arch=$2 dest=$3 pkg=$4 version=$5 deb a
+	# Architecture: all packages (linux-source-*) are named with "all".
+	for a in "$arch" all; do
+		deb="$dest/${pkg}_${version//:/%3a}_$a.deb"
+		[[ -s $deb ]] && break
+	done
 	if [[ ! -s $deb ]]; then
 		mkdir -p "$dest"
 		log "downloading $pkg $version ($suite/$arch)"
 		(cd "$dest" && apt_private "$suite" "$arch" apt-get download -q "$pkg=$version" >&2)
+		for a in "$arch" all; do
+			deb="$dest/${pkg}_${version//:/%3a}_$a.deb"
+			[[ -s $deb ]] && break
+		done
 	fi
 	[[ -s $deb ]] || deb=$(find "$dest" -maxdepth 1 -name "${pkg}_*_$arch.deb" | sort | tail -n 1)
 	[[ -s $deb ]] || die "download of $pkg $version gave no .deb in $dest"
