@@ -20,6 +20,7 @@
 #include <linux/mm.h>
 #include <linux/mman.h>
 #include <linux/huge_mm.h>
+#include <linux/hugetlb_inline.h>
 
 #include "internal.h"
 
@@ -444,6 +445,8 @@ static bool vma_multi_allowed(struct vm_area_struct *vma)
 	if (!file || !file->f_op->get_unmapped_area)
 		return true;
 	if (static_call(dontunmap_vma_is_shmem)(vma))
+		return true;
+	if (is_vm_hugetlb_page(vma))
 		return true;
 	if (file->f_op->get_unmapped_area == thp_get_unmapped_area)
 		return true;

@@ -84,6 +84,43 @@ TEST_P(VmaLayout, FixedMoveSpansAdjacentVmas) {
   EXPECT_TRUE(holds(src.get(), 4 * page, zeros()));
 }
 
+// 6.17+: a FIXED range may reach a hugetlb VMA, whose placement is known
+// (vma_multi_allowed()), so the move goes on to it and check_prep_vma()
+// refuses it with EINVAL, as it refuses any hugetlb source; the VMAs before
+// it have moved. Older kernels refuse a range of several VMAs (EFAULT).
+TEST_P(VmaLayout, FixedMoveReachingAHugetlbVmaIsEinval) {
+  const std::size_t page = page_size();
+  const auto huge_kb = procfs::meminfo_kb("Hugepagesize");
+  sysctl_guard nr_hugepages("vm/nr_hugepages");
+  if (!huge_kb || !nr_hugepages.readable()) GTEST_SKIP() << "this kernel has no hugetlbfs";
+  const std::size_t huge = *huge_kb * 1024;
+  ASSERT_TRUE(nr_hugepages.set(std::to_string(std::stoul(nr_hugepages.original()) + 1)))
+      << "cannot reserve a huge page";
+  // [one anonymous page][one huge page], the huge page aligned, and a
+  // target laid out alike.
+  auto area = guarded::aligned_hole(2 * huge, huge);
+  auto target = guarded::aligned_hole(2 * huge, huge);
+  ASSERT_TRUE(area && target);
+  char *const start = area.get() + huge - page;
+  ASSERT_NE(::mmap(start, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                   -1, 0),
+            MAP_FAILED)
+      << std::strerror(errno);
+  ASSERT_NE(::mmap(area.get() + huge, huge, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED, -1, 0),
+            MAP_FAILED)
+      << "MAP_HUGETLB: " << std::strerror(errno);
+  fill(start, page, uniform('a'));
+  fill(area.get() + huge, huge, uniform('h'));
+
+  const auto r = move_fixed(start, page + huge, target.get() + huge - page);
+  const auto layout = procfs::maps_excerpt({{start, page + huge}, {target.get(), 2 * huge}});
+  const auto e = expect(rule::fixed_move_spans_vmas);
+  EXPECT_TRUE(refused_with(r, e.what == behaviour::legacy ? EFAULT : EINVAL, page + huge))
+      << e.why << layout;
+  EXPECT_TRUE(holds(area.get() + huge, huge, uniform('h'))) << "the hugetlb source changed";
+}
+
 // 6.17+: the VMAs of a FIXED range keep their distances at the target. A
 // gap in the source is a gap in the move: what the target held there stays.
 TEST_P(VmaLayout, FixedMoveKeepsTheGapsBetweenVmas) {
