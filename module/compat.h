@@ -170,10 +170,24 @@ void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
 			     unsigned long end);
 #endif
 
+/*
+ * Under CONFIG_DEBUG_VM, mmap_assert_write_locked() and VM_BUG_ON_MM() call
+ * dump_mm(), which 5.10 and 6.1 do not export (6.12.118 and 7.3.4 do, in
+ * mm/debug.c): there the module supplies its own (resolver.c).
+ */
+#if defined(CONFIG_DEBUG_VM) && (DONTUNMAP_KV(5, 10) || DONTUNMAP_KV(6, 1))
+#define DONTUNMAP_NEED_DUMP_MM
+#endif
+
 #ifdef DONTUNMAP_CHECK_BTF
 #include <linux/btf.h>
 #endif
 #include "ksyms.h"
+
+/* 5.10's linux/static_call.h has no static_call_query(); 6.1's has. */
+#ifndef static_call_query
+#define static_call_query(name) (READ_ONCE(STATIC_CALL_KEY(name).func))
+#endif
 
 /*
  * A VMA for [addr, addr + len) that continues *vmap's mapping from

@@ -31,30 +31,31 @@ MODULE_PARM_DESC(mode, "permissions of /dev/dontunmap at load (default 0600)");
 			    DONTUNMAP_FEAT_MULTI_VMA)
 
 /*
- * Does the caller's struct lie in [start, start + len)? Ranges that wrap are
- * left to the engine, which refuses them with mremap()'s errno.
+ * Does the caller's struct at @uarg lie in [start, start + len)? @len is
+ * page aligned as the engine aligns it; ranges that wrap cannot pass the
+ * argument rules, which have run by then.
  */
-static bool dontunmap_args_within(unsigned long uarg, u64 start, u64 len)
+static bool dontunmap_args_within(unsigned long uarg, unsigned long start,
+				  u64 len)
 {
-	unsigned long end = untagged_addr(start) + PAGE_ALIGN(len);
+	unsigned long end = start + PAGE_ALIGN(len);
 
-	start = untagged_addr(start);
-	if (!len || end <= start)
-		return false;
-	return uarg < end && uarg + sizeof(struct dontunmap_remap) > start;
+	return end > start && uarg < end &&
+	       uarg + sizeof(struct dontunmap_remap) > start;
 }
 
 /*
  * The destination is written back into the caller's struct once the move is
  * done and the mmap lock dropped. Nothing may stop that write once pages
- * have moved, so everything that could is refused before anything moves
- * (EFAULT, as for any argument the call cannot write):
- *  - a struct in the range the call empties (the source), where the write
- *    would fault a page back into the emptied source or, under userfaultfd,
- *    wait for a monitor that may be the caller itself;
- *  - a struct in a MREMAP_FIXED target, whose page the move replaces: the
- *    write would land in the moved data;
- *  - a struct the caller cannot write: storing the hint back first proves
+ * have moved, so, after the argument rules (their EINVAL comes first, as in
+ * mremap()) and before anything moves, the call is refused with EFAULT, as
+ * for any argument it cannot write, when the struct lies
+ *  - in the source range, which the call empties: the write would fault a
+ *    page back into the emptied source or, under userfaultfd, wait for a
+ *    monitor that may be the caller itself;
+ *  - in a MREMAP_FIXED target, whose page the move replaces: the write
+ *    would land in the moved data;
+ *  - in memory the caller cannot write: storing the hint back first proves
  *    it can be written (and faults its page in).
  * Only another thread unmapping or write-protecting the struct during the
  * call can still make the final write fail; the call then returns EFAULT
@@ -69,7 +70,11 @@ static long dontunmap_ioctl_remap(void __user *argp)
 
 	if (copy_from_user(&req, uarg, sizeof(req)))
 		return -EFAULT;
-	if (dontunmap_args_within(ua, req.old_addr, req.old_len))
+	err = dontunmap_check_args(&req);
+	if (err)
+		return err;
+	/* old_addr is untagged as mremap() untags it; new_addr is not. */
+	if (dontunmap_args_within(ua, untagged_addr(req.old_addr), req.old_len))
 		return -EFAULT;
 	if ((req.flags & MREMAP_FIXED) &&
 	    dontunmap_args_within(ua, req.new_addr, req.new_len))

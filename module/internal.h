@@ -6,6 +6,7 @@
 
 #include "compat.h"
 
+long dontunmap_check_args(const struct dontunmap_remap *req);
 long dontunmap_remap(struct dontunmap_remap *req);
 
 #endif /* DONTUNMAP_INTERNAL_H */

@@ -44,7 +44,7 @@ DONTUNMAP_FUNC(btf_put, false, "check copied layouts against BTF")
 #ifdef DONTUNMAP_NEED_GET_UNMAPPED_AREA
 DONTUNMAP_FUNC(__get_unmapped_area, true, "place the destination")
 #endif
-#ifdef CONFIG_DEBUG_VM
+#ifdef DONTUNMAP_NEED_DUMP_MM
 DONTUNMAP_FUNC(dump_mm, false, "VM_BUG_ON_MM() reports (CONFIG_DEBUG_VM)")
 #endif
 

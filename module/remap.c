@@ -534,6 +534,33 @@ static void notify_uffd(struct vma_remap_struct *vrm, long err)
 	static_call(dontunmap_userfaultfd_unmap_complete)(mm, vrm->uf_unmap);
 }
 
+/*
+ * The user's arguments as mremap() takes them: old_addr untagged, lengths
+ * page aligned.
+ */
+static void vrm_set_args(struct vma_remap_struct *vrm,
+			 const struct dontunmap_remap *req)
+{
+	vrm->addr = untagged_addr(req->old_addr);
+	vrm->old_len = PAGE_ALIGN(req->old_len);
+	vrm->new_len = PAGE_ALIGN(req->new_len);
+	vrm->flags = req->flags;
+	vrm->new_addr = req->new_addr;
+}
+
+/*
+ * The argument rules that need no lock, for a caller that must know whether
+ * the call can go ahead before it prepares anything: dontunmap_remap()
+ * applies them again.
+ */
+long dontunmap_check_args(const struct dontunmap_remap *req)
+{
+	struct vma_remap_struct vrm;
+
+	vrm_set_args(&vrm, req);
+	return check_mremap_params(&vrm);
+}
+
 long dontunmap_remap(struct dontunmap_remap *req)
 {
 	struct mm_struct *mm = current->mm;
@@ -541,17 +568,13 @@ long dontunmap_remap(struct dontunmap_remap *req)
 	LIST_HEAD(uf_unmap_early);
 	LIST_HEAD(uf_unmap);
 	struct vma_remap_struct vrm = {
-		.addr = untagged_addr(req->old_addr),
-		.old_len = PAGE_ALIGN(req->old_len),
-		.new_len = PAGE_ALIGN(req->new_len),
-		.flags = req->flags,
-		.new_addr = req->new_addr,
 		.uf = &uf,
 		.uf_unmap_early = &uf_unmap_early,
 		.uf_unmap = &uf_unmap,
 	};
 	long res;
 
+	vrm_set_args(&vrm, req);
 	res = check_mremap_params(&vrm);
 	if (res)
 		return res;

@@ -28,12 +28,11 @@ DEFINE_STATIC_CALL_NULL(dontunmap_kallsyms_lookup_name, kallsyms_lookup_name);
 
 struct dontunmap_ksym_data dontunmap_ksym_data;
 
-#ifdef CONFIG_DEBUG_VM
+#ifdef DONTUNMAP_NEED_DUMP_MM
 /*
- * Under CONFIG_DEBUG_VM, mmap_assert_write_locked() and VM_BUG_ON_MM() call
- * dump_mm(), which the kernel does not export. The module's own dump_mm()
- * satisfies the link and hands over to the kernel's, so that the assertions
- * stay as they are on debug kernels and report as they would in mm/.
+ * The kernel's dump_mm() is not exported here (compat.h), yet
+ * CONFIG_DEBUG_VM's assertions call it: this one satisfies the link and
+ * hands over to the kernel's, so the assertions report as they would in mm/.
  */
 void dump_mm(const struct mm_struct *mm)
 {

@@ -68,6 +68,19 @@ static void clear_uffd_wp_ptes(struct mm_struct *mm, pmd_t *pmd,
 	pte_unmap_unlock(start_pte, ptl);
 }
 
+static void clear_uffd_wp_pmd_entry(struct mm_struct *mm, pmd_t *pmd,
+				    unsigned long addr, unsigned long end)
+{
+	if (pmd_none(*pmd))
+		return;
+	if ((is_swap_pmd(*pmd) || pmd_trans_huge(*pmd) || pmd_devmap(*pmd)) &&
+	    clear_uffd_wp_pmd(mm, pmd, addr))
+		return;
+	if (pmd_bad(*pmd))
+		return;
+	clear_uffd_wp_ptes(mm, pmd, addr, end);
+}
+
 static void clear_uffd_wp_pmd_range(struct mm_struct *mm, pud_t *pud,
 				    unsigned long addr, unsigned long end)
 {
@@ -76,15 +89,8 @@ static void clear_uffd_wp_pmd_range(struct mm_struct *mm, pud_t *pud,
 
 	do {
 		next = pmd_addr_end(addr, end);
-		if (pmd_none(*pmd))
-			continue;
-		if ((is_swap_pmd(*pmd) || pmd_trans_huge(*pmd) ||
-		     pmd_devmap(*pmd)) && clear_uffd_wp_pmd(mm, pmd, addr))
-			continue;
-		if (pmd_bad(*pmd))
-			continue;
-		clear_uffd_wp_ptes(mm, pmd, addr, next);
-		/* A range of many page tables must not hog the CPU. */
+		clear_uffd_wp_pmd_entry(mm, pmd, addr, next);
+		/* As change_pmd_range(): a long range must not hog the CPU. */
 		cond_resched();
 	} while (pmd++, addr = next, addr != end);
 }

@@ -90,6 +90,24 @@ TEST_F(ioctl_abi_test, ArgumentsInsideTheSourceAreRefusedBeforeMoving) {
       << "something was mapped at the target" << procfs::maps_excerpt({{hole.get(), len}});
 }
 
+// mremap()'s own argument rules answer first: a call they refuse is refused
+// with their errno wherever its struct lies, and its struct is untouched.
+TEST_F(ioctl_abi_test, ArgumentRulesAnswerBeforeTheStructChecks) {
+  const std::size_t len = 4 * page_size();
+  auto src = guarded::anon(len);
+  auto hole = guarded::hole(len);
+  ASSERT_TRUE(src && hole);
+  fill(src.get(), len, per_page('a'));
+  auto *args = reinterpret_cast<dontunmap_remap *>(src.get());
+  *args = move_args(src.get(), len, hole.get());
+  args->new_len = 2 * len;  // DONTUNMAP does not resize: EINVAL
+  const dontunmap_remap sent = *args;
+
+  EXPECT_EQ(remap(args), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(std::memcmp(args, &sent, sizeof(sent)), 0) << "the struct changed";
+}
+
 // The same inside a source registered with userfaultfd (MISSING), and the
 // caller is the only thread that could serve a fault there: a write-back
 // that faults waits forever. A child registers (a fork would not inherit
