@@ -224,12 +224,10 @@ TEST_P(ArgumentRules, AioRingSourceIsEinval) {
 // hugetlbfs mappings carry VM_DONTEXPAND (and need huge-page alignment,
 // which this one has): DONTUNMAP never takes them.
 TEST_P(ArgumentRules, HugetlbSourceIsEinval) {
-  const auto huge_kb = procfs::meminfo_kb("Hugepagesize");
-  sysctl_guard nr_hugepages("vm/nr_hugepages");
-  if (!huge_kb || !nr_hugepages.readable()) GTEST_SKIP() << "this kernel has no hugetlbfs";
-  const std::size_t huge = *huge_kb * 1024;
-  ASSERT_TRUE(nr_hugepages.set(std::to_string(std::stoul(nr_hugepages.original()) + 1)))
-      << "cannot reserve a huge page";
+  hugetlb_reservation pool;
+  const std::size_t huge = pool.page_size();
+  if (!huge) GTEST_SKIP() << "this kernel has no hugetlbfs";
+  ASSERT_TRUE(pool.reserve_one()) << "cannot reserve a huge page";
   void *const p = ::mmap(nullptr, huge, PROT_READ | PROT_WRITE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
   ASSERT_NE(p, MAP_FAILED) << "MAP_HUGETLB: " << std::strerror(errno);

@@ -35,6 +35,11 @@ class ioctl_abi_test : public ::testing::Test {
     if (fd_ < 0 && errno == ENOENT && !module_required())
       GTEST_SKIP() << DONTUNMAP_DEVICE << " is absent (dontunmap.ko not loaded)";
     ASSERT_GE(fd_, 0) << DONTUNMAP_DEVICE << ": " << std::strerror(errno);
+    len_ = 4 * page_size();
+    src_ = guarded::anon(len_);
+    hole_ = guarded::hole(len_);
+    ASSERT_TRUE(src_ && hole_);
+    fill(src_.get(), len_, per_page('a'));
   }
   void TearDown() override {
     if (fd_ >= 0) ::close(fd_);
@@ -52,55 +57,43 @@ class ioctl_abi_test : public ::testing::Test {
             .new_addr = reinterpret_cast<std::uintptr_t>(to)};
   }
 
+  // Every test moves src_ (populated, page i holding 'a' + i) to hole_.
   int fd_ = -1;
+  std::size_t len_ = 0;
+  guarded src_, hole_;
 };
 
 TEST_F(ioctl_abi_test, RemapStoresTheDestinationItChose) {
-  const std::size_t len = 4 * page_size();
-  auto src = guarded::anon(len);
-  auto hole = guarded::hole(len);
-  ASSERT_TRUE(src && hole);
-  fill(src.get(), len, per_page('a'));
-  dontunmap_remap args = move_args(src.get(), len, hole.get(), 0);  // a hint
+  dontunmap_remap args = move_args(src_.get(), len_, hole_.get(), 0);  // a hint
 
   ASSERT_EQ(remap(&args), 0) << std::strerror(errno);
-  mapping moved(reinterpret_cast<void *>(args.new_addr), len);
-  EXPECT_TRUE(holds(moved.get(), len, per_page('a'))) << "new_addr does not hold the moved pages";
+  mapping moved(reinterpret_cast<void *>(args.new_addr), len_);
+  EXPECT_TRUE(holds(moved.get(), len_, per_page('a'))) << "new_addr does not hold the moved pages";
 }
 
 // The struct sits in the first page of the range it moves. Before the fix
 // the move happened and the write-back faulted a page into the emptied
 // source.
 TEST_F(ioctl_abi_test, ArgumentsInsideTheSourceAreRefusedBeforeMoving) {
-  const std::size_t len = 4 * page_size();
-  auto src = guarded::anon(len);
-  auto hole = guarded::hole(len);
-  ASSERT_TRUE(src && hole);
-  fill(src.get(), len, per_page('a'));
-  auto *args = reinterpret_cast<dontunmap_remap *>(src.get());
-  *args = move_args(src.get(), len, hole.get());
+  auto *args = reinterpret_cast<dontunmap_remap *>(src_.get());
+  *args = move_args(src_.get(), len_, hole_.get());
   const dontunmap_remap sent = *args;
 
   EXPECT_EQ(remap(args), -1);
   EXPECT_EQ(errno, EFAULT);
   EXPECT_EQ(std::memcmp(args, &sent, sizeof(sent)), 0) << "the struct changed";
-  EXPECT_TRUE(holds(src.get() + page_size(), len - page_size(), per_page('b')))
+  EXPECT_TRUE(holds(src_.get() + page_size(), len_ - page_size(), per_page('b')))
       << "the source lost its pages";
-  EXPECT_FALSE(procfs::vma_at(hole.get()).has_value())
-      << "something was mapped at the target" << procfs::maps_excerpt({{hole.get(), len}});
+  EXPECT_FALSE(procfs::vma_at(hole_.get()).has_value())
+      << "something was mapped at the target" << procfs::maps_excerpt({{hole_.get(), len_}});
 }
 
 // mremap()'s own argument rules answer first: a call they refuse is refused
 // with their errno wherever its struct lies, and its struct is untouched.
 TEST_F(ioctl_abi_test, ArgumentRulesAnswerBeforeTheStructChecks) {
-  const std::size_t len = 4 * page_size();
-  auto src = guarded::anon(len);
-  auto hole = guarded::hole(len);
-  ASSERT_TRUE(src && hole);
-  fill(src.get(), len, per_page('a'));
-  auto *args = reinterpret_cast<dontunmap_remap *>(src.get());
-  *args = move_args(src.get(), len, hole.get());
-  args->new_len = 2 * len;  // DONTUNMAP does not resize: EINVAL
+  auto *args = reinterpret_cast<dontunmap_remap *>(src_.get());
+  *args = move_args(src_.get(), len_, hole_.get());
+  args->new_len = 2 * len_;  // DONTUNMAP does not resize: EINVAL
   const dontunmap_remap sent = *args;
 
   EXPECT_EQ(remap(args), -1);
@@ -114,13 +107,8 @@ TEST_F(ioctl_abi_test, ArgumentRulesAnswerBeforeTheStructChecks) {
 // the registration) and calls under an alarm, so that a hang fails the test.
 TEST_F(ioctl_abi_test, ArgumentsInARegisteredSourceDoNotWaitForTheMonitor) {
   enum child_exit { refused = 0, not_refused = 1, no_uffd = 2, setup_failed = 3 };
-  const std::size_t len = 4 * page_size();
-  auto src = guarded::anon(len);
-  auto hole = guarded::hole(len);
-  ASSERT_TRUE(src && hole);
-  fill(src.get(), len, per_page('a'));
-  auto *args = reinterpret_cast<dontunmap_remap *>(src.get());
-  *args = move_args(src.get(), len, hole.get());
+  auto *args = reinterpret_cast<dontunmap_remap *>(src_.get());
+  *args = move_args(src_.get(), len_, hole_.get());
 
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0) << std::strerror(errno);
@@ -129,7 +117,7 @@ TEST_F(ioctl_abi_test, ArgumentsInARegisteredSourceDoNotWaitForTheMonitor) {
     if (uffd < 0) ::_exit(no_uffd);
     uffdio_api api{.api = UFFD_API, .features = 0, .ioctls = 0};
     uffdio_register reg{};
-    reg.range = {.start = reinterpret_cast<std::uintptr_t>(src.get()), .len = len};
+    reg.range = {.start = reinterpret_cast<std::uintptr_t>(src_.get()), .len = len_};
     reg.mode = UFFDIO_REGISTER_MODE_MISSING;
     if (::ioctl(uffd, UFFDIO_API, &api) != 0 || ::ioctl(uffd, UFFDIO_REGISTER, &reg) != 0)
       ::_exit(setup_failed);
@@ -148,40 +136,33 @@ TEST_F(ioctl_abi_test, ArgumentsInARegisteredSourceDoNotWaitForTheMonitor) {
 // The struct lies in the FIXED target, which the move replaces. Before the
 // fix the write-back landed in the moved data.
 TEST_F(ioctl_abi_test, ArgumentsInsideAFixedTargetAreRefusedBeforeMoving) {
-  const std::size_t len = 4 * page_size();
-  auto src = guarded::anon(len);
-  auto target = guarded::anon(len);
-  ASSERT_TRUE(src && target);
-  fill(src.get(), len, per_page('a'));
-  fill(target.get(), len, per_page('t'));
+  auto target = guarded::anon(len_);
+  ASSERT_TRUE(target);
+  fill(target.get(), len_, per_page('t'));
   auto *args = reinterpret_cast<dontunmap_remap *>(target.get() + page_size() - sizeof(dontunmap_remap));
-  *args = move_args(src.get(), len, target.get());
+  *args = move_args(src_.get(), len_, target.get());
 
   EXPECT_EQ(remap(args), -1);
   EXPECT_EQ(errno, EFAULT);
-  EXPECT_TRUE(holds(src.get(), len, per_page('a'))) << "the source lost its pages";
-  EXPECT_TRUE(holds(target.get() + page_size(), len - page_size(), per_page('u')))
+  EXPECT_TRUE(holds(src_.get(), len_, per_page('a'))) << "the source lost its pages";
+  EXPECT_TRUE(holds(target.get() + page_size(), len_ - page_size(), per_page('u')))
       << "the target was replaced";
 }
 
 // A struct the caller may read but not write: refused before the move,
 // rather than moved and then reported as failed.
 TEST_F(ioctl_abi_test, ReadOnlyArgumentsAreRefusedBeforeMoving) {
-  const std::size_t len = 4 * page_size();
-  auto src = guarded::anon(len);
-  auto hole = guarded::hole(len);
   auto arg_page = guarded::anon(page_size());
-  ASSERT_TRUE(src && hole && arg_page);
-  fill(src.get(), len, per_page('a'));
+  ASSERT_TRUE(arg_page);
   auto *args = reinterpret_cast<dontunmap_remap *>(arg_page.get());
-  *args = move_args(src.get(), len, hole.get());
+  *args = move_args(src_.get(), len_, hole_.get());
   ASSERT_EQ(::mprotect(arg_page.get(), page_size(), PROT_READ), 0) << std::strerror(errno);
 
   EXPECT_EQ(remap(args), -1);
   EXPECT_EQ(errno, EFAULT);
-  EXPECT_TRUE(holds(src.get(), len, per_page('a'))) << "the source lost its pages";
-  EXPECT_FALSE(procfs::vma_at(hole.get()).has_value())
-      << "something was mapped at the target" << procfs::maps_excerpt({{hole.get(), len}});
+  EXPECT_TRUE(holds(src_.get(), len_, per_page('a'))) << "the source lost its pages";
+  EXPECT_FALSE(procfs::vma_at(hole_.get()).has_value())
+      << "something was mapped at the target" << procfs::maps_excerpt({{hole_.get(), len_}});
 }
 
 }  // namespace

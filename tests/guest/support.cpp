@@ -230,6 +230,16 @@ bool sysctl_guard::set(std::string_view value) {
   return procfs::write_text(path_, value);
 }
 
+hugetlb_reservation::hugetlb_reservation() {
+  const auto kb = procfs::meminfo_kb("Hugepagesize");
+  if (kb && nr_hugepages_.readable()) size_ = *kb * 1024;
+}
+
+bool hugetlb_reservation::reserve_one() {
+  return size_ != 0 &&
+         nr_hugepages_.set(std::to_string(std::stoul(nr_hugepages_.original()) + 1));
+}
+
 overcommit_guard::overcommit_guard()
     : memory_(procfs::read_text("/proc/sys/vm/overcommit_memory")),
       ratio_(procfs::read_text("/proc/sys/vm/overcommit_ratio")),

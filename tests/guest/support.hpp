@@ -181,6 +181,22 @@ class sysctl_guard {
   bool changed_ = false;
 };
 
+// One more page in the hugetlb pool (vm.nr_hugepages) for the
+// reservation's lifetime, for tests that map MAP_HUGETLB.
+class hugetlb_reservation {
+ public:
+  hugetlb_reservation();
+
+  // The huge page size; 0 where the kernel has no hugetlbfs.
+  std::size_t page_size() const { return size_; }
+  // Grows the pool by one page; false if the kernel would not.
+  [[nodiscard]] bool reserve_one();
+
+ private:
+  sysctl_guard nr_hugepages_{"vm/nr_hugepages"};
+  std::size_t size_ = 0;
+};
+
 // vm.overcommit_memory/_ratio/_kbytes as one: writing the ratio zeroes the
 // kbytes and the other way round, so restoring needs to know which was set.
 class overcommit_guard {

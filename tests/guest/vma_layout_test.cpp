@@ -90,12 +90,10 @@ TEST_P(VmaLayout, FixedMoveSpansAdjacentVmas) {
 // it have moved. Older kernels refuse a range of several VMAs (EFAULT).
 TEST_P(VmaLayout, FixedMoveReachingAHugetlbVmaIsEinval) {
   const std::size_t page = page_size();
-  const auto huge_kb = procfs::meminfo_kb("Hugepagesize");
-  sysctl_guard nr_hugepages("vm/nr_hugepages");
-  if (!huge_kb || !nr_hugepages.readable()) GTEST_SKIP() << "this kernel has no hugetlbfs";
-  const std::size_t huge = *huge_kb * 1024;
-  ASSERT_TRUE(nr_hugepages.set(std::to_string(std::stoul(nr_hugepages.original()) + 1)))
-      << "cannot reserve a huge page";
+  hugetlb_reservation pool;
+  const std::size_t huge = pool.page_size();
+  if (!huge) GTEST_SKIP() << "this kernel has no hugetlbfs";
+  ASSERT_TRUE(pool.reserve_one()) << "cannot reserve a huge page";
   // [one anonymous page][one huge page], the huge page aligned, and a
   // target laid out alike.
   auto area = guarded::aligned_hole(2 * huge, huge);
