@@ -256,25 +256,32 @@ apt_private_update() {
 	apt_private "$1" "$2" apt-get update -q >&2
 }
 
+# downloaded_deb DEST PACKAGE VERSION ARCH: the .deb of that version in DEST,
+# named for ARCH or, for Architecture: all packages (linux-source-*), for
+# "all"; nothing when DEST has neither.
+downloaded_deb() {
+	local dest=$1 pkg=$2 version=$3 arch=$4 a deb
+	for a in "$arch" all; do
+		deb="$dest/${pkg}_${version//:/%3a}_$a.deb"
+		if [[ -s $deb ]]; then
+			printf '%s\n' "$deb"
+			return
+		fi
+	done
+}
+
 # apt_private_download SUITE ARCH DEST PACKAGE VERSION: prints the .deb path,
 # downloading it only when DEST lacks it.
 apt_private_download() {
-	local suite=$1 arch=$2 dest=$3 pkg=$4 version=$5 deb a
-	# Architecture: all packages (linux-source-*) are named with "all".
-	for a in "$arch" all; do
-		deb="$dest/${pkg}_${version//:/%3a}_$a.deb"
-		[[ -s $deb ]] && break
-	done
-	if [[ ! -s $deb ]]; then
+	local suite=$1 arch=$2 dest=$3 pkg=$4 version=$5 deb
+	deb=$(downloaded_deb "$dest" "$pkg" "$version" "$arch")
+	if [[ -z $deb ]]; then
 		mkdir -p "$dest"
 		log "downloading $pkg $version ($suite/$arch)"
 		(cd "$dest" && apt_private "$suite" "$arch" apt-get download -q "$pkg=$version" >&2)
-		for a in "$arch" all; do
-			deb="$dest/${pkg}_${version//:/%3a}_$a.deb"
-			[[ -s $deb ]] && break
-		done
+		deb=$(downloaded_deb "$dest" "$pkg" "$version" "$arch")
 	fi
-	[[ -s $deb ]] || deb=$(find "$dest" -maxdepth 1 -name "${pkg}_*_$arch.deb" | sort | tail -n 1)
+	[[ -n $deb ]] || deb=$(find "$dest" -maxdepth 1 -name "${pkg}_*_$arch.deb" | sort | tail -n 1)
 	[[ -s $deb ]] || die "download of $pkg $version gave no .deb in $dest"
 	printf '%s\n' "$deb"
 }
