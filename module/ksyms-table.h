@@ -49,6 +49,8 @@ DONTUNMAP_FUNC(dump_mm, false, "VM_BUG_ON_MM() reports (CONFIG_DEBUG_VM)")
 #endif
 
 DONTUNMAP_DATA(sysctl_max_map_count, "vm.max_map_count headroom (else read from /proc/sys)")
+DONTUNMAP_DATA(vm_committed_as, "charge before copy_vma() as upstream (else after it)")
+DONTUNMAP_DATA(vm_committed_as_batch, "charge before copy_vma() as upstream (else after it)")
 
 #undef DONTUNMAP_FUNC
 #undef DONTUNMAP_DATA

@@ -20,9 +20,13 @@
 	DECLARE_STATIC_CALL(dontunmap_##name, name);
 #include "ksyms-table.h"
 
+struct percpu_counter;
+
 /* Data symbols; NULL when the kernel does not expose them. */
 struct dontunmap_ksym_data {
 	int *sysctl_max_map_count;
+	struct percpu_counter *vm_committed_as;
+	s32 *vm_committed_as_batch;
 };
 extern struct dontunmap_ksym_data dontunmap_ksym_data;
 

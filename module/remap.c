@@ -19,6 +19,7 @@
 
 #include <linux/mm.h>
 #include <linux/mman.h>
+#include <linux/percpu_counter.h>
 #include <linux/huge_mm.h>
 #include <linux/hugetlb_inline.h>
 
@@ -41,6 +42,7 @@ struct vma_remap_struct {
 	/* Internal state. */
 	struct vm_area_struct *vma;	/* source VMA of the current step */
 	int max_map_count;		/* vm.max_map_count, or INT_MAX */
+	unsigned long charged;		/* pages charged, not yet the new VMA's */
 };
 
 static bool vrm_overlaps(struct vma_remap_struct *vrm)
@@ -145,13 +147,6 @@ static long check_prep_vma(struct vma_remap_struct *vrm)
  * Charge the new range to overcommit: the source keeps its own charge (and
  * VM_ACCOUNT), so a DONTUNMAP move adds the whole length. The new VMA
  * carries the charge from here on; unmapping it returns it.
- *
- * Upstream charges before copy_vma() and returns the charge with
- * vm_unacct_memory() if copy_vma() fails. That helper is inline over
- * vm_committed_as, a data symbol not every kernel exposes, so the module
- * charges after copy_vma() instead and, if the charge is refused, removes
- * the new VMA again (discard_new_vma()). Nothing is observable in between:
- * the mmap lock is held throughout.
  */
 static bool vrm_charge(struct vma_remap_struct *vrm)
 {
@@ -159,8 +154,36 @@ static bool vrm_charge(struct vma_remap_struct *vrm)
 
 	if (!(vrm->vma->vm_flags & VM_ACCOUNT))
 		return true;
-	return !static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
-								    pages);
+	if (static_call(dontunmap_security_vm_enough_memory_mm)(current->mm,
+								pages))
+		return false;
+	vrm->charged = pages;
+	return true;
+}
+
+/*
+ * Upstream charges before copy_vma() and returns the charge with
+ * vm_unacct_memory() if copy_vma() fails. That helper is an inline over
+ * vm_committed_as, a data symbol only CONFIG_KALLSYMS_ALL exposes. Without
+ * it the charge is made after copy_vma() instead and, if refused, the new
+ * VMA is removed again (discard_new_vma()). Nothing is observable in
+ * between: the mmap lock is held throughout.
+ */
+static bool vrm_can_uncharge(void)
+{
+	return dontunmap_ksym_data.vm_committed_as &&
+	       dontunmap_ksym_data.vm_committed_as_batch;
+}
+
+/* A charge the move will not use, returned as vm_unacct_memory() does. */
+static void vrm_uncharge(struct vma_remap_struct *vrm)
+{
+	if (!vrm->charged)
+		return;
+	percpu_counter_add_batch(dontunmap_ksym_data.vm_committed_as,
+				 -(long)vrm->charged,
+				 READ_ONCE(*dontunmap_ksym_data.vm_committed_as_batch));
+	vrm->charged = 0;
 }
 
 /*
@@ -179,12 +202,12 @@ static void vrm_stat_account(struct vma_remap_struct *vrm,
 }
 
 /*
- * The charge for a new VMA was refused: unmap it again without returning a
- * charge that was never made. copy_vma() may have merged the range into
- * its neighbours, so VM_ACCOUNT is concealed from the unmap and restored on
- * whatever is left of them, as upstream's unmap_source_vma() does for an
- * accountable move. The unmap also takes back total_vm and locked_vm, which
- * copy_vma() never added: add them first.
+ * Without vm_committed_as, the charge for a new VMA was refused: unmap it
+ * again without returning a charge that was never made. copy_vma() may have
+ * merged the range into its neighbours, so VM_ACCOUNT is concealed from the
+ * unmap and restored on whatever is left of them, as upstream's
+ * unmap_source_vma() does for an accountable move. The unmap also takes
+ * back total_vm and locked_vm, which copy_vma() never added: add them first.
  */
 static void discard_new_vma(struct vma_remap_struct *vrm,
 			    struct vm_area_struct *new_vma)
@@ -199,11 +222,15 @@ static void discard_new_vma(struct vma_remap_struct *vrm,
 
 	dontunmap_vm_flags_clear(new_vma, VM_ACCOUNT);
 	vrm_stat_account(vrm, new_vma);
-	if (static_call(dontunmap_do_munmap)(mm, addr, vrm->new_len, NULL)) {
+	/*
+	 * If this fails (out of memory twice over), the range stays mapped,
+	 * empty, and total_vm counts it. What of it is still one VMA with a
+	 * neighbour gets VM_ACCOUNT back below, which the neighbour's charge
+	 * needs; that VMA's unmap will then return the range's pages too, so
+	 * Committed_AS reads low by that much rather than high for ever.
+	 */
+	if (static_call(dontunmap_do_munmap)(mm, addr, vrm->new_len, NULL))
 		pr_warn_ratelimited("could not remove the destination of a refused move\n");
-		mm->hiwater_vm = hiwater_vm;
-		return;
-	}
 	if (vm_start < addr) {
 		rest = dontunmap_vma_lookup(mm, vm_start);
 		if (rest)
@@ -286,14 +313,18 @@ static long copy_vma_and_data(struct vma_remap_struct *vrm,
 	*new_vma_ptr = NULL;
 	new_vma = dontunmap_copy_vma(&vma, vrm->addr, vrm->new_addr,
 				     vrm->new_len, &need_rmap_locks);
-	if (!new_vma)
+	if (!new_vma) {
+		vrm_uncharge(vrm);
 		return -ENOMEM;
+	}
 	vrm->vma = vma;
 
-	if (!vrm_charge(vrm)) {
+	if (!vrm_can_uncharge() && !vrm_charge(vrm)) {
 		discard_new_vma(vrm, new_vma);
 		return -ENOMEM;
 	}
+	/* The new VMA carries the charge now. */
+	vrm->charged = 0;
 
 	moved_len = dontunmap_move_page_tables(vma, vrm->addr, new_vma,
 					       vrm->new_addr, vrm->old_len,
@@ -366,6 +397,11 @@ static long move_vma(struct vma_remap_struct *vrm)
 	err = prep_move_vma(vrm);
 	if (err)
 		return err;
+
+	/* Charge up front, as upstream, where the charge can be returned. */
+	vrm->charged = 0;
+	if (vrm_can_uncharge() && !vrm_charge(vrm))
+		return -ENOMEM;
 
 	/* We don't want racing faults. */
 	dontunmap_vma_start_write(vrm->vma);

@@ -135,10 +135,38 @@ static int dontunmap_find_kallsyms_lookup_name(void)
 	return 0;
 }
 
+#ifdef DONTUNMAP_TEST_ABSENT
+/*
+ * Test builds only (tests/vm/build-module --define): the symbols named in
+ * DONTUNMAP_TEST_ABSENT, separated by spaces, are treated as absent, so that
+ * the paths for kernels without them run on kernels with them.
+ */
+static bool dontunmap_test_absent(const char *name)
+{
+	const char *list = DONTUNMAP_TEST_ABSENT;
+	size_t len = strlen(name);
+
+	while ((list = strstr(list, name))) {
+		if ((list == DONTUNMAP_TEST_ABSENT || list[-1] == ' ') &&
+		    (list[len] == ' ' || list[len] == '\0'))
+			return true;
+		list += len;
+	}
+	return false;
+}
+#else
+static bool dontunmap_test_absent(const char *name)
+{
+	return false;
+}
+#endif
+
 static unsigned long dontunmap_lookup(const char *name)
 {
 	unsigned long addr;
 
+	if (dontunmap_test_absent(name))
+		return 0;
 	addr = static_call(dontunmap_kallsyms_lookup_name)(name);
 	if (addr && !dontunmap_symbol_is(addr, name, 0)) {
 		pr_warn("%s resolves to %pS, not the start of %s; ignored\n",
@@ -206,6 +234,9 @@ int dontunmap_resolve_symbols(void)
 	err = dontunmap_find_kallsyms_lookup_name();
 	if (err)
 		return err;
+#ifdef DONTUNMAP_TEST_ABSENT
+	pr_notice("test build: treating as absent: %s\n", DONTUNMAP_TEST_ABSENT);
+#endif
 
 	for (i = 0; i < ARRAY_SIZE(dontunmap_ksyms); i++) {
 		const struct dontunmap_ksym *s = &dontunmap_ksyms[i];
