@@ -211,6 +211,8 @@ class overcommit_guard {
   [[nodiscard]] bool set_never(int ratio);
   // Puts the old values back now (also done when the guard goes).
   void restore();
+  // A child process may have changed them: restore() puts them back.
+  void changed_elsewhere() { changed_ = true; }
 
  private:
   std::optional<std::string> memory_, ratio_, kbytes_;

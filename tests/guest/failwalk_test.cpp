@@ -1,0 +1,721 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The allocation-failure walk: each representative move is made again and
+// again, in a fresh child, with the n-th fault-injectable allocation of the
+// calling thread failed (/proc/thread-self/fail-nth), n = 1, 2, ... until a
+// call runs without reaching its n-th. Slab and page allocations that may
+// sleep (GFP_KERNEL) are counted, order 0 included (the debugfs knobs below).
+//
+// Each call must end one of two ways: as the same move without injection
+// ends (the data moved exactly, the source mapped and empty), or with
+// ENOMEM and nothing changed: the source mapped and byte-identical, nothing
+// new anywhere in the address space, a MREMAP_FIXED target either intact or
+// unmapped (as mremap() unmaps it first), and Committed_AS, the map count,
+// VmSize, VmLck and VmData as before the call. The one change a failed move
+// may leave is upstream's too: a source split at its ends before the
+// allocation that failed (mlocked sources are split ahead of the move).
+//
+// Needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC and
+// debugfs: the debug rows of the matrix. Elsewhere every test skips. Each
+// walk prints one "failwalk:" line with its figures.
+#include <fcntl.h>
+#include <malloc.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <cinttypes>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+namespace dontunmap::test {
+namespace {
+
+constexpr const char *kFailNth = "/proc/thread-self/fail-nth";
+constexpr const char *kDebugfs = "/sys/kernel/debug";
+// A walk longer than this is a walk that does not end.
+constexpr int kMaxPoints = 2000;
+
+// printf into a std::string (the guest toolchains' libstdc++ has no
+// std::format).
+template <typename... Args>
+std::string strf(const char *fmt, Args... args) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), fmt, args...);
+  return buf;
+}
+
+// The fault-injection knobs a walk needs, set for the walk's lifetime: the
+// allocations the kernel makes for a system call (GFP_KERNEL, which may
+// sleep; order 0; highmem-capable user pages) counted too, and no report
+// printed for an injected failure (it would read as a splat).
+class fault_knobs {
+ public:
+  fault_knobs() {
+    set("failslab/ignore-gfp-wait", "N");
+    set("failslab/verbose", "0");
+    set("fail_page_alloc/ignore-gfp-wait", "N");
+    set("fail_page_alloc/ignore-gfp-highmem", "N");
+    set("fail_page_alloc/min-order", "0");
+    set("fail_page_alloc/verbose", "0");
+  }
+  fault_knobs(const fault_knobs &) = delete;
+  fault_knobs &operator=(const fault_knobs &) = delete;
+  ~fault_knobs() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it)
+      procfs::write_text(it->first, it->second);
+  }
+  bool usable() const { return ok_; }
+  const std::string &why() const { return why_; }
+
+ private:
+  void set(const std::string &knob, std::string_view value) {
+    const std::string path = strf("%s/%s", kDebugfs, knob.c_str());
+    const auto old = procfs::read_text(path);
+    if (!old || !procfs::write_text(path, value)) {
+      if (ok_) why_ = path + " is not writable";
+      ok_ = false;
+      return;
+    }
+    saved_.emplace_back(path, *old);
+  }
+  std::vector<std::pair<std::string, std::string>> saved_;
+  bool ok_ = true;
+  std::string why_;
+};
+
+std::size_t pagesz() { return page_size(); }
+
+// What a failed call must leave as it found: the process's counters and
+// the system's charge. Read without allocating. The checks between two
+// readings allocate, and the heap they grow is charged, counts in VmSize and
+// VmData, and is measured here (the program break) to be taken out.
+struct counters {
+  std::uint64_t committed_kb = 0, vm_size_kb = 0, vm_lck_kb = 0, vm_data_kb = 0;
+  std::size_t map_count = 0;
+  std::uint64_t heap_kb = 0;
+
+  static counters read() {
+    const auto brk = reinterpret_cast<std::uintptr_t>(::sbrk(0));
+    return {procfs::meminfo_kb("Committed_AS").value_or(0),
+            procfs::status_kb("VmSize").value_or(0),
+            procfs::status_kb("VmLck").value_or(0),
+            procfs::status_kb("VmData").value_or(0),
+            procfs::map_count(),
+            ((brk + pagesz() - 1) & ~(pagesz() - 1)) / 1024};
+  }
+};
+
+// The address space as a failed call must leave it, but for the child's
+// heap and stack (which the checks themselves grow): each VMA as start, end,
+// permissions and whether it is VM_ACCOUNT, with neighbours that a split
+// separated (same permissions, backing and accounting, contiguous) joined.
+std::vector<std::string> layout_of(const std::vector<procfs::smaps_entry> &smaps,
+                                   std::size_t *lines) {
+  struct area {
+    procfs::vma v;
+    bool account;
+  };
+  std::vector<area> kept;
+  for (const auto &e : smaps) {
+    const auto &v = e.area;
+    const bool account = e.has_flag("ac");
+    if (v.path == "[heap]" || v.path == "[stack]" || v.path == "[vsyscall]") continue;
+    ++*lines;
+    if (!kept.empty()) {
+      const auto &k = kept.back();
+      if (k.v.end == v.start && k.v.perms == v.perms && k.v.path == v.path &&
+          k.v.inode == v.inode && k.account == account &&
+          (v.inode == 0 || k.v.offset + k.v.size() == v.offset)) {
+        kept.back().v.end = v.end;
+        continue;
+      }
+    }
+    kept.push_back({v, account});
+  }
+  std::vector<std::string> out;
+  for (const auto &k : kept)
+    out.push_back(strf("%" PRIxPTR "-%" PRIxPTR " %s%s %s", k.v.start, k.v.end, k.v.perms.c_str(),
+                       k.account ? " ac" : "", k.v.path.c_str()));
+  return out;
+}
+
+// One move of a scenario, made in the child: what the scenario set up.
+struct scene {
+  char *src = nullptr;
+  std::size_t len = 0;
+  pattern content = per_page('a');
+  // What the source reads after a move: zeros for private anonymous
+  // memory, the file's data for a shared or file-backed source.
+  pattern after_move = zeros();
+  char *target = nullptr;  // hint, or MREMAP_FIXED target
+  unsigned long flags = 0;
+  // A MREMAP_FIXED target over a mapping: its content, and how to map it
+  // again (for the counters) if the failed call left it unmapped.
+  bool target_mapped = false;
+  pattern target_content = uniform('t');
+  int target_prot = PROT_READ | PROT_WRITE;
+  int target_flags = MAP_PRIVATE | MAP_ANONYMOUS;
+  // Pieces of a multi-VMA move: offset and length of each from src; one
+  // piece of len by default.
+  std::vector<std::pair<std::size_t, std::size_t>> pieces;
+  int uffd = -1;  // the source is registered with it (EVENT_REMAP)
+  std::vector<guarded> keep;
+};
+
+using setup_fn = std::function<bool(scene &)>;
+
+struct walk_scenario {
+  const char *name;
+  setup_fn setup;
+  bool overcommit_never = false;  // a charge the move cannot get
+};
+
+// A child's report of one call.
+struct report {
+  int injected = 0;          // the n-th allocation was reached (and failed)
+  int left_destination = 0;  // the documented double failure, see attempt()
+  int err = 0;               // 0: the move was made
+  char problem[768] = {};
+};
+
+// The first byte of [addr, addr + len) that is not as `p` says, as text.
+std::string first_difference(const char *addr, std::size_t len, pattern p) {
+  for (std::size_t i = 0; i < len; ++i) {
+    const char want = p.at(i / pagesz());
+    if (addr[i] != want)
+      return strf("byte %#zx of %p is %#x, expected %#x", i, static_cast<const void *>(addr),
+                  static_cast<unsigned char>(addr[i]), static_cast<unsigned char>(want));
+  }
+  return {};
+}
+
+// Reads userfaultfd messages while the call runs: EVENT_REMAP waits for
+// its reader. Constructed before anything is measured, and back only once
+// the thread runs and has its malloc arena (a new mapping, and a charge).
+class uffd_reader {
+ public:
+  explicit uffd_reader(int uffd) : uffd_(uffd), thread_([this] { run(); }) {
+    while (!ready_) std::this_thread::yield();
+  }
+  ~uffd_reader() { finish(); }
+  // Stops reading; every message the call produced has been read.
+  void finish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int remaps() const { return remaps_; }
+  std::uint64_t from() const { return from_; }
+  std::uint64_t to() const { return to_; }
+
+ private:
+  void run() {
+    msg_ = std::make_unique<uffd_msg>();  // the thread's first malloc()
+    ready_ = true;
+    while (!stop_) {
+      pollfd p{uffd_, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      uffd_msg &msg = *msg_;
+      if (::read(uffd_, &msg, sizeof(msg)) != sizeof(msg)) continue;
+      if (msg.event == UFFD_EVENT_REMAP) {
+        from_ = msg.arg.remap.from;
+        to_ = msg.arg.remap.to;
+        ++remaps_;
+      }
+    }
+  }
+  int uffd_;
+  std::unique_ptr<uffd_msg> msg_;
+  std::atomic<bool> stop_{false}, ready_{false};
+  std::atomic<int> remaps_{0};
+  std::atomic<std::uint64_t> from_{0}, to_{0};
+  std::thread thread_;
+};
+
+// The child's side of one call with the n-th allocation failed (n = 0: no
+// injection). Returns what it saw; never uses gtest.
+report attempt(backend b, const walk_scenario &sc, int n, bool charge_after_copy) {
+  report rep;
+  auto problem = [&rep](const std::string &s) {
+    if (!rep.problem[0]) std::snprintf(rep.problem, sizeof(rep.problem), "%s", s.c_str());
+  };
+  // The checks allocate: keep the heap to the program break (counters)
+  // and from shrinking between the two readings of the counters.
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  std::free(std::malloc(1));  // the heap exists (map_count) from here on
+  auto remapper = dontunmap::remapper::create(b);
+  if (!remapper) {
+    problem("backend: " + remapper.error().message());
+    return rep;
+  }
+  scene s;
+  if (!sc.setup(s)) {
+    problem(strf("setup failed: %s", std::strerror(errno)));
+    return rep;
+  }
+  if (s.pieces.empty()) s.pieces.push_back({0, s.len});
+  const int fail_nth = ::open(kFailNth, O_RDWR | O_CLOEXEC);
+  if (fail_nth < 0) {
+    problem(strf("%s: %s", kFailNth, std::strerror(errno)));
+    return rep;
+  }
+  if (sc.overcommit_never) {
+    // CommitLimit a little above what is charged now: the move's charge
+    // (len) cannot be had, everything else the child does can.
+    const auto committed = procfs::meminfo_kb("Committed_AS").value_or(0);
+    if (!procfs::write_text("/proc/sys/vm/overcommit_kbytes",
+                            std::to_string(committed + s.len / 1024 / 2)) ||
+        !procfs::write_text("/proc/sys/vm/overcommit_memory", "2")) {
+      problem("could not set vm.overcommit_memory=2");
+      return rep;
+    }
+  }
+  std::optional<uffd_reader> reader;
+  if (s.uffd >= 0) reader.emplace(s.uffd);
+
+  std::size_t lines_before = 0, lines_after = 0;
+  const auto layout_before = layout_of(procfs::read_smaps(), &lines_before);
+  const remap_request req{s.src, s.len, s.len, MREMAP_MAYMOVE | MREMAP_DONTUNMAP | s.flags,
+                          s.target};
+  const counters before = counters::read();
+
+  char buf[16] = {};
+  if (n > 0) {
+    const int len = std::snprintf(buf, sizeof(buf), "%d", n);
+    if (::pwrite(fail_nth, buf, len, 0) != len) {
+      problem(strf("write %s: %s", kFailNth, std::strerror(errno)));
+      return rep;
+    }
+  }
+  const auto r = remapper->remap(req);
+  if (n > 0) {
+    const ssize_t got = ::pread(fail_nth, buf, sizeof(buf) - 1, 0);
+    ::pwrite(fail_nth, "0", 1, 0);
+    rep.injected = got > 0 && std::atoi(buf) == 0;
+  }
+  rep.err = r ? 0 : r.error().value();
+  if (reader) reader->finish();
+  const int remaps = reader ? reader->remaps() : 0;
+
+  // Piece by piece: moved (the data at the destination, the source mapped
+  // and as a move leaves it) or untouched (the source as it was).
+  auto seed_of = [&](pattern p, std::size_t off) {
+    return p.per_page ? per_page(static_cast<char>(p.seed + off / pagesz())) : p;
+  };
+  auto check_moved = [&](char *dst, std::size_t off, std::size_t plen) {
+    if (auto d = first_difference(dst + off, plen, seed_of(s.content, off)); !d.empty())
+      problem("moved data wrong: " + d);
+    if (!procfs::vma_at(s.src + off)) problem("the source is not mapped after the move");
+    // A registered source faults to its monitor, which has stopped.
+    else if (s.uffd < 0)
+      if (auto d = first_difference(s.src + off, plen, seed_of(s.after_move, off)); !d.empty())
+        problem("the source after the move: " + d);
+  };
+  if (r) {
+    char *dst = static_cast<char *>(*r);
+    for (const auto &[off, plen] : s.pieces) check_moved(dst, off, plen);
+    if (s.uffd >= 0 && (remaps != 1 || reader->from() != reinterpret_cast<std::uintptr_t>(s.src) ||
+                        reader->to() != reinterpret_cast<std::uintptr_t>(dst)))
+      problem(strf("%d UFFD_EVENT_REMAP messages (%#" PRIx64 " -> %#" PRIx64 ") for the move",
+                   remaps, reader->from(), reader->to()));
+    return rep;
+  }
+
+  // A failed call. A multi-VMA move stops at the VMA that failed, as
+  // upstream's remap_move() does: the ones before it have moved. Those
+  // destinations are unmapped, and then nothing may have changed.
+  if (remaps) problem(strf("%d UFFD_EVENT_REMAP messages for a failed move", remaps));
+  bool stopped = false;
+  for (const auto &[off, plen] : s.pieces) {
+    char *dst = s.target + off;
+    if (s.pieces.size() > 1 && !stopped && procfs::vma_at(dst)) {
+      check_moved(s.target, off, plen);
+      ::munmap(dst, plen);
+      continue;
+    }
+    stopped = true;
+    if (auto d = first_difference(s.src + off, plen, seed_of(s.content, off)); !d.empty())
+      problem("the source after a failed move: " + d);
+  }
+  // The module's path without vm_committed_as (docs/locking.md, "Failure"):
+  // a refused charge whose removal of the new VMA failed too leaves it
+  // mapped and empty. Split from the neighbour it merged into, it has no
+  // VM_ACCOUNT and no charge; still one VMA with it, it shares the
+  // neighbour's VM_ACCOUNT, and unmapping it returns pages never charged.
+  std::uint64_t uncharged_kb = 0;
+  if (charge_after_copy && sc.overcommit_never && procfs::vma_at(s.target)) {
+    const auto smaps = procfs::smaps_at(s.target);
+    if (smaps && smaps->has_flag("ac") &&
+        smaps->area.start < reinterpret_cast<std::uintptr_t>(s.target))
+      uncharged_kb = s.len / 1024;
+    else if (!smaps || smaps->has_flag("ac"))
+      problem("the destination left by a refused charge is VM_ACCOUNT on its own");
+    if (auto d = first_difference(s.target, s.len, zeros()); !d.empty())
+      problem("the destination left by a refused charge is not empty: " + d);
+    ::munmap(s.target, s.len);
+    rep.left_destination = 1;
+  }
+  if (s.target_mapped && !procfs::vma_at(s.target)) {
+    // mremap() unmaps a FIXED target first: map it again, as it was, for
+    // the counters and the layout.
+    if (::mmap(s.target, s.len, s.target_prot, s.target_flags | MAP_FIXED, -1, 0) == MAP_FAILED)
+      problem(strf("mapping the target again: %s", std::strerror(errno)));
+  } else if (s.target_mapped) {
+    if (auto d = first_difference(s.target, s.len, s.target_content); !d.empty())
+      problem("the FIXED target survived but changed: " + d);
+  }
+  const counters after = counters::read();
+  const auto layout_after = layout_of(procfs::read_smaps(), &lines_after);
+  if (layout_after != layout_before) {
+    std::string diff;
+    for (const auto &l : layout_before)
+      if (std::find(layout_after.begin(), layout_after.end(), l) == layout_after.end())
+        diff += " -" + l;
+    for (const auto &l : layout_after)
+      if (std::find(layout_before.begin(), layout_before.end(), l) == layout_before.end())
+        diff += " +" + l;
+    problem("the address space changed:" + diff);
+  }
+  auto same = [&](const char *what, std::uint64_t b0, std::uint64_t a0) {
+    if (b0 != a0) problem(strf("%s %" PRIu64 " -> %" PRIu64, what, b0, a0));
+  };
+  const std::uint64_t heap_kb = after.heap_kb - before.heap_kb;
+  same("Committed_AS kB", before.committed_kb - uncharged_kb, after.committed_kb - heap_kb);
+  same("VmSize kB", before.vm_size_kb, after.vm_size_kb - heap_kb);
+  same("VmLck kB", before.vm_lck_kb, after.vm_lck_kb);
+  same("VmData kB", before.vm_data_kb, after.vm_data_kb - heap_kb);
+  // Splits that a failed move may leave show as extra lines of the same
+  // layout: the map count grows by exactly those.
+  if (after.map_count - before.map_count != lines_after - lines_before)
+    problem(strf("map_count %zu -> %zu with %zu -> %zu VMAs of the same layout", before.map_count,
+                 after.map_count, lines_before, lines_after));
+  return rep;
+}
+
+// Runs attempt() in a child and brings its report back.
+std::optional<report> attempt_in_child(backend b, const walk_scenario &sc, int n,
+                                       bool charge_after_copy) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC)) return std::nullopt;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    report rep;
+    try {
+      rep = attempt(b, sc, n, charge_after_copy);
+    } catch (const std::exception &e) {
+      std::snprintf(rep.problem, sizeof(rep.problem), "the child threw: %s", e.what());
+    }
+    const bool ok = ::write(fds[1], &rep, sizeof(rep)) == sizeof(rep);
+    ::_exit(ok ? 0 : 1);
+  }
+  ::close(fds[1]);
+  report rep;
+  const bool got = pid > 0 && ::read(fds[0], &rep, sizeof(rep)) == sizeof(rep);
+  ::close(fds[0]);
+  int status = 0;
+  if (pid > 0) ::waitpid(pid, &status, 0);
+  if (!got) return std::nullopt;
+  return rep;
+}
+
+// ---------------------------------------------------------------------------
+// The scenarios
+
+constexpr std::size_t kLen = std::size_t(1) << 20;
+
+bool private_anon(scene &s) {
+  auto src = guarded::anon(kLen);
+  auto hole = guarded::hole(kLen);
+  if (!src || !hole) return false;
+  s.src = src.get();
+  s.len = kLen;
+  s.target = hole.get();
+  fill(s.src, s.len, s.content);
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(hole));
+  return true;
+}
+
+bool thp(scene &s) {
+  constexpr std::size_t huge = std::size_t(2) << 20;
+  auto src = guarded::aligned_anon(2 * huge, huge);
+  auto hole = guarded::aligned_hole(2 * huge, huge);
+  if (!src || !hole) return false;
+  ::madvise(src.get(), 2 * huge, MADV_HUGEPAGE);
+  s.src = src.get();
+  s.len = 2 * huge;
+  s.target = hole.get();
+  s.flags = MREMAP_FIXED;
+  fill(s.src, s.len, s.content);
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(hole));
+  return true;
+}
+
+bool shmem(scene &s) {
+  const int fd = ::memfd_create("failwalk", MFD_CLOEXEC);
+  if (fd < 0 || ::ftruncate(fd, kLen)) return false;
+  auto src = guarded::file(fd, kLen, MAP_SHARED);
+  auto hole = guarded::hole(kLen);
+  ::close(fd);
+  if (!src || !hole) return false;
+  s.src = src.get();
+  s.len = kLen;
+  s.target = hole.get();
+  s.after_move = s.content;
+  fill(s.src, s.len, s.content);
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(hole));
+  return true;
+}
+
+// A private mapping of a file whose first half the process has written
+// (anonymous copies) and whose second half is the file's own pages.
+bool private_file(scene &s) {
+  char name[] = "/tmp/failwalk.XXXXXX";
+  const int fd = ::mkstemp(name);
+  if (fd < 0) return false;
+  ::unlink(name);
+  std::vector<char> data(kLen);
+  fill(data.data(), kLen, s.content);
+  if (::write(fd, data.data(), kLen) != static_cast<ssize_t>(kLen)) return false;
+  auto src = guarded::file(fd, kLen, MAP_PRIVATE);
+  auto hole = guarded::hole(kLen);
+  ::close(fd);
+  if (!src || !hole) return false;
+  s.src = src.get();
+  s.len = kLen;
+  s.target = hole.get();
+  s.after_move = s.content;  // the written half reads the file again: same bytes
+  fill(s.src, kLen / 2, s.content);
+  for (std::size_t i = kLen / 2; i < kLen; i += pagesz())
+    (void)*static_cast<volatile char *>(s.src + i);
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(hole));
+  return true;
+}
+
+// The middle third of an mlocked mapping: split ahead of the move.
+bool mlocked_split(scene &s) {
+  auto whole = guarded::anon(3 * kLen, MAP_PRIVATE | MAP_LOCKED);
+  auto hole = guarded::hole(kLen);
+  if (!whole || !hole) return false;
+  s.src = whole.get() + kLen;
+  s.len = kLen;
+  s.target = hole.get();
+  fill(whole.get(), 3 * kLen, uniform('m'));
+  fill(s.src, s.len, s.content);
+  s.keep.push_back(std::move(whole));
+  s.keep.push_back(std::move(hole));
+  return true;
+}
+
+bool fixed_over_mapping(scene &s) {
+  auto src = guarded::anon(kLen);
+  auto target = guarded::anon(kLen);
+  if (!src || !target) return false;
+  s.src = src.get();
+  s.len = kLen;
+  s.target = target.get();
+  s.flags = MREMAP_FIXED;
+  s.target_mapped = true;
+  fill(s.src, s.len, s.content);
+  fill(s.target, s.len, s.target_content);
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(target));
+  return true;
+}
+
+// Three VMAs (read-write, read-only, a gap, read-write) moved by one
+// MREMAP_FIXED call.
+bool multi_vma(scene &s) {
+  const std::size_t piece = kLen / 4;
+  auto src = guarded::anon(kLen);
+  auto hole = guarded::hole(kLen);
+  if (!src || !hole) return false;
+  s.src = src.get();
+  s.len = kLen;
+  s.target = hole.get();
+  s.flags = MREMAP_FIXED;
+  fill(s.src, s.len, s.content);
+  if (::mprotect(s.src + piece, piece, PROT_READ) || ::munmap(s.src + 2 * piece, piece))
+    return false;
+  s.pieces = {{0, piece}, {piece, piece}, {3 * piece, piece}};
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(hole));
+  return true;
+}
+
+bool uffd_source(scene &s) {
+  if (!private_anon(s)) return false;
+  s.uffd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (s.uffd < 0) return false;
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = UFFD_FEATURE_EVENT_REMAP;
+  if (::ioctl(s.uffd, UFFDIO_API, &api)) return false;
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<std::uintptr_t>(s.src);
+  reg.range.len = s.len;
+  reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+  return ::ioctl(s.uffd, UFFDIO_REGISTER, &reg) == 0;
+}
+
+// The destination right after an unfaulted anonymous VMA it merges with.
+bool adjacent_unfaulted_of(scene &s, std::size_t len) {
+  auto src = guarded::anon(len);
+  auto area = guarded::hole(2 * len);
+  if (!src || !area) return false;
+  if (::mmap(area.get(), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+             0) == MAP_FAILED)
+    return false;
+  s.src = src.get();
+  s.len = len;
+  s.target = area.get() + len;
+  s.flags = MREMAP_FIXED;
+  fill(s.src, s.len, s.content);
+  s.keep.push_back(std::move(src));
+  s.keep.push_back(std::move(area));
+  return true;
+}
+
+bool adjacent_unfaulted(scene &s) { return adjacent_unfaulted_of(s, kLen); }
+
+// The same, 16 MiB, under a CommitLimit the move's charge exceeds by half
+// its length: more than the per-CPU slack of Committed_AS (up to 4 MiB a
+// CPU under OVERCOMMIT_NEVER on the guests), so the check sees the charge.
+bool adjacent_unfaulted_large(scene &s) { return adjacent_unfaulted_of(s, 16 * kLen); }
+
+const walk_scenario kScenarios[] = {
+    {"PopulatedPrivateAnon", private_anon},
+    {"TransparentHugePages", thp},
+    {"Shmem", shmem},
+    {"PrivateFilePartlyWritten", private_file},
+    {"MlockedMiddleSplitAhead", mlocked_split},
+    {"FixedOverAMapping", fixed_over_mapping},
+    {"MultiVmaFixed", multi_vma},
+    {"UserfaultfdSourceWithEventRemap", uffd_source},
+    {"AdjacentUnfaultedDestination", adjacent_unfaulted},
+    {"ChargeRefusedNextToAMergeableNeighbour", adjacent_unfaulted_large, true},
+};
+
+// ---------------------------------------------------------------------------
+// The walk
+
+// Does the loaded module charge after copy_vma()? It does where it could not
+// resolve vm_committed_as (kernels without CONFIG_KALLSYMS_ALL, and the test
+// build that pretends so), and its load line lists the symbol as absent.
+bool module_charges_after_copy() {
+  const int size = ::klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, nullptr, 0);
+  if (size <= 0) return false;
+  std::string log(static_cast<std::size_t>(size), '\0');
+  const int got = ::klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log.data(), size);
+  if (got <= 0) return false;
+  log.resize(static_cast<std::size_t>(got));
+  const auto line = log.rfind("dontunmap: resolved via kallsyms_lookup_name");
+  if (line == std::string::npos) return false;
+  const auto end = log.find('\n', line);
+  const auto absent = log.find("; absent:", line);
+  return absent != std::string::npos && absent < end &&
+         log.substr(absent, end - absent).find(" vm_committed_as") != std::string::npos;
+}
+
+class AllocationFailureWalk
+    : public ::testing::TestWithParam<std::tuple<backend, const walk_scenario *>> {
+ protected:
+  void SetUp() override {
+    if (::access(kFailNth, F_OK)) GTEST_SKIP() << "no " << kFailNth << " (CONFIG_FAULT_INJECTION)";
+    if (!knobs_.usable())
+      GTEST_SKIP() << knobs_.why() << " (CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC)";
+    if (std::get<0>(GetParam()) == backend::module && ::access(DONTUNMAP_DEVICE, F_OK)) {
+      if (module_required()) FAIL() << DONTUNMAP_DEVICE << " is missing";
+      GTEST_SKIP() << DONTUNMAP_DEVICE << " is missing";
+    }
+  }
+  fault_knobs knobs_;
+  overcommit_guard overcommit_;  // a scenario's child may set it
+};
+
+TEST_P(AllocationFailureWalk, EveryInjectedFailureLeavesTheMoveWholeOrUndone) {
+  const auto [b, sc] = GetParam();
+  const bool after_copy = b == backend::module && module_charges_after_copy();
+  if (sc->overcommit_never) overcommit_.changed_elsewhere();
+  const auto reference = attempt_in_child(b, *sc, 0, after_copy);
+  overcommit_.restore();
+  ASSERT_TRUE(reference) << "the child died";
+  ASSERT_STREQ(reference->problem, "") << "without injection";
+  if (sc->overcommit_never)
+    ASSERT_EQ(reference->err, ENOMEM) << "CommitLimit did not refuse the move's charge";
+  else if (reference->err)
+    GTEST_SKIP() << to_string(b) << " refuses this move (" << std::strerror(reference->err) << ")";
+
+  int points = 0, moved = 0, enomem = 0, left = 0;
+  for (int n = 1; n <= kMaxPoints; ++n) {
+    if (sc->overcommit_never) overcommit_.changed_elsewhere();
+    const auto rep = attempt_in_child(b, *sc, n, after_copy);
+    overcommit_.restore();
+    ASSERT_TRUE(rep) << "the child died at n=" << n;
+    if (!rep->injected) {
+      EXPECT_EQ(rep->err, reference->err) << "n=" << n << " ran uninjected";
+      EXPECT_STREQ(rep->problem, "") << "n=" << n << " ran uninjected";
+      break;
+    }
+    ++points;
+    if (rep->err == 0)
+      ++moved;
+    else if (rep->err == ENOMEM)
+      ++enomem;
+    left += rep->left_destination;
+    EXPECT_STREQ(rep->problem, "") << "allocation " << n << " failed; the call gave "
+                                   << (rep->err ? std::strerror(rep->err) : "success");
+    if (rep->err != 0 && rep->err != ENOMEM && rep->err != reference->err)
+      ADD_FAILURE() << "allocation " << n << " failed; the call gave " << std::strerror(rep->err)
+                    << ", not ENOMEM";
+  }
+  ASSERT_LT(points, kMaxPoints) << "the walk did not end";
+  std::printf(
+      "failwalk: %s %s%s: %d injection points walked: %d moved anyway, %d ENOMEM%s, reference %s\n",
+      sc->name, to_string(b), after_copy ? " (charge after copy_vma)" : "", points, moved, enomem,
+      left ? strf(" (%d left the empty destination mapped)", left).c_str() : "",
+      reference->err ? std::strerror(reference->err) : "moved");
+  std::fflush(stdout);
+}
+
+std::string walk_name(
+    const ::testing::TestParamInfo<std::tuple<backend, const walk_scenario *>> &info) {
+  return std::string(std::get<1>(info.param)->name) + "_" + to_string(std::get<0>(info.param));
+}
+
+std::vector<const walk_scenario *> all_scenarios() {
+  std::vector<const walk_scenario *> v;
+  for (const auto &s : kScenarios) v.push_back(&s);
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(, AllocationFailureWalk,
+                         ::testing::Combine(::testing::Values(backend::module, backend::native),
+                                            ::testing::ValuesIn(all_scenarios())),
+                         walk_name);
+
+}  // namespace
+}  // namespace dontunmap::test
