@@ -139,11 +139,10 @@ static int __init dontunmap_init(void)
 {
 	int err;
 
+	/* Each refusal has said why, in a line of its own. */
 	err = dontunmap_resolve_symbols();
-	if (err) {
-		pr_err("not loaded: kernel internals missing or not as expected (see above)\n");
+	if (err)
 		return err;
-	}
 
 	dontunmap_dev.mode = mode & 0777;
 	err = misc_register(&dontunmap_dev);

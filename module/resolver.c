@@ -116,9 +116,13 @@ static int dontunmap_find_kallsyms_lookup_name(void)
 	 * interfaces of kernel/trace/ do), so its failure says nothing about
 	 * it: a kernel without kprobes, or one refusing this address.
 	 */
+#ifdef DONTUNMAP_TEST_KPROBE_SYMBOL
+	/* Test builds only: probe a symbol that is not there. */
+	kp.symbol_name = DONTUNMAP_TEST_KPROBE_SYMBOL;
+#endif
 	err = register_kprobe(&kp);
 	if (err) {
-		pr_err("cannot find kallsyms_lookup_name: register_kprobe failed (%d)\n",
+		pr_err("not loaded: cannot find kallsyms_lookup_name: register_kprobe failed (%d)\n",
 		       err);
 		return err;
 	}
@@ -126,7 +130,7 @@ static int dontunmap_find_kallsyms_lookup_name(void)
 	unregister_kprobe(&kp);
 
 	if (!dontunmap_symbol_is(addr, "kallsyms_lookup_name", 4)) {
-		pr_err("kprobe address is %pS, not kallsyms_lookup_name\n",
+		pr_err("not loaded: the kprobe address is %pS, not kallsyms_lookup_name\n",
 		       (void *)addr);
 		return -ENOENT;
 	}
@@ -244,7 +248,7 @@ int dontunmap_resolve_symbols(void)
 
 		if (!addr) {
 			if (s->required)
-				pr_err("required kernel symbol %s not found (%s)\n",
+				pr_err("not loaded: required kernel symbol %s not found (%s)\n",
 				       s->name, s->why);
 			missing |= s->required;
 			alen += scnprintf(absent + alen, sizeof(absent) - alen,
