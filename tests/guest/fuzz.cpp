@@ -1,0 +1,509 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// dontunmap-fuzz: throws random and adversarial DONTUNMAP_IOC_REMAP and
+// DONTUNMAP_IOC_INFO calls, wrong ioctl numbers and racing struct rewrites
+// at /dev/dontunmap, and checks every answer and every outcome (fuzz.hpp).
+//
+//   dontunmap-fuzz [--seed S] [--count N] [--seconds T] [--verbose]
+//                  [--print-limit K] [--no-race] [--self-check]
+//
+// --self-check sends the remap calls whose struct is well placed to the
+// kernel's own mremap() instead of the module (and skips the others): a
+// mismatch is then the fuzzer's own. It needs no module, and leaves
+// vm.nr_hugepages alone.
+//
+// Runs N calls (2000 by default), or for T seconds, whichever ends first.
+// One seed names one run: `--seed S --count I --verbose` replays it up to
+// call I (what a racy call moved depends on timing, but the pool is built
+// anew after each, so the calls that follow replay the same). Runs as root
+// in the guests of tests/vm with dontunmap.ko loaded, and exits 77 when
+// /dev/dontunmap is absent.
+//
+// Before the pool is built and after it is unmapped again, the process's
+// map count (which must not drift) and Committed_AS are printed; where the
+// kernel has kmemleak, a scan must find nothing whose backtrace names the
+// module. The last line is
+//   fuzz: PASS seed=S calls=C ok=K errors=E racy=R seconds=T
+// or `fuzz: FAIL ...` with the first mismatch; the status is 0 or 1. The
+// kernel must stay silent too: tests/vm/run fails (90) on any splat.
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "expectations.hpp"
+#include "fuzz.hpp"
+
+namespace dontunmap::fuzz {
+namespace {
+
+struct options {
+  std::uint64_t seed = 1;
+  std::uint64_t count = 2000;
+  double seconds = 0;  // 0: no bound
+  bool verbose = false;
+  bool race = true;
+  bool self_check = false;
+  std::uint64_t print_limit = 5;
+};
+
+struct run_state {
+  run_state(const options &o_, int fd_, int fd_ro_, int fd_path_, pool &p_, rng &r_, racer *rc_)
+      : o(o_), fd(fd_), fd_ro(fd_ro_), fd_path(fd_path_), p(p_), r(r_), rc(rc_) {}
+  const options &o;
+  int fd = -1, fd_ro = -1, fd_path = -1;
+  pool &p;
+  rng &r;
+  racer *rc = nullptr;
+  stats st;
+  std::uint64_t calls = 0, ok = 0, errors = 0, racy = 0, mismatches = 0;
+  std::string first_mismatch;
+  std::map<std::string, std::uint64_t> outcomes, rules, racy_outcomes, places;
+};
+
+// A call whose answer or outcome is wrong: printed in full (up to
+// --print-limit), remembered for the summary line if it is the first.
+void mismatch(run_state &s, const call &c, const std::string &expected, const std::string &got,
+              const std::vector<std::string> &problems) {
+  ++s.mismatches;
+  const std::string head = "call " + std::to_string(s.calls) + ": " + describe(c) + ": expected " +
+                           expected + ", got " + got;
+  if (s.first_mismatch.empty())
+    s.first_mismatch = head + (problems.empty() ? "" : "; " + problems.front());
+  if (s.mismatches > s.o.print_limit) return;
+  std::printf("\nMISMATCH %s\n", head.c_str());
+  for (const auto &pr : problems) std::printf("  %s\n", pr.c_str());
+  if (c.what == op::remap) {
+    std::vector<procfs::range> ranges;
+    for (const span &sp : source_spans(c.args))
+      if (sp.hi - sp.lo < (std::uint64_t(1) << 32))
+        ranges.push_back({reinterpret_cast<void *>(sp.lo), sp.hi - sp.lo});
+    for (const span &sp : target_spans(c.args))
+      if (sp.hi - sp.lo < (std::uint64_t(1) << 32))
+        ranges.push_back({reinterpret_cast<void *>(sp.lo), sp.hi - sp.lo});
+    std::string excerpt;
+    for (const auto &rg : ranges) excerpt += procfs::maps_excerpt({rg});
+    std::printf("%s", excerpt.c_str());
+  }
+  std::printf("  (replay: dontunmap-fuzz --seed %" PRIu64 " --count %" PRIu64 " --verbose)\n\n",
+              s.o.seed, s.calls);
+  std::fflush(stdout);
+}
+
+void tally(run_state &s, int err) {
+  ++(err ? s.errors : s.ok);
+  ++s.outcomes[err ? errname(err) : "ok"];
+}
+
+// Where a successful or part-done move left pages, unmapped again; the
+// slots it used are mapped anew.
+void clean_up(run_state &s, const call &c, const outcome &got, bool args_passed) {
+  const dontunmap_remap &a = c.args;
+  const std::uint64_t alen = page_align(a.old_len);
+  std::set<std::size_t> dirty;
+  const auto mark = [&](std::uint64_t lo, std::uint64_t hi) {
+    for (std::size_t i : s.p.slots_in(lo, hi)) dirty.insert(i);
+  };
+  if (got.err == 0) {
+    ::munmap(reinterpret_cast<void *>(got.addr), alen);
+    mark(got.addr, got.addr + alen);
+    for (const span &sp : source_spans(a)) mark(sp.lo, sp.hi);
+  } else if ((a.flags & MREMAP_FIXED) && args_passed) {
+    // A move across several VMAs may have moved some before it failed. Its
+    // target held nothing but the pool's mappings and free space
+    // (fuzz_gen.cpp), so all of it goes.
+    for (const span &sp : target_spans(a)) {
+      ::munmap(reinterpret_cast<void *>(sp.lo), sp.hi - sp.lo);
+      mark(sp.lo, sp.hi);
+    }
+    for (const span &sp : source_spans(a)) mark(sp.lo, sp.hi);
+  }
+  if (s.r.chance(3)) dirty.insert(s.r.below(s.p.size()));
+  for (std::size_t i : dirty) s.p.rebuild(i, s.r);
+}
+
+void run_remap(run_state &s, const call &c, const std::vector<procfs::vma> &maps) {
+  const dontunmap_remap &a = c.args;
+  place_struct(s.p, c);
+  ++s.places[to_string(c.where)];
+
+  // What the call must answer, in the order the module meets it.
+  std::string from;
+  int expected_err = 0;
+  std::optional<native_answer> native;
+  bool via_native = false;
+  const int rules = argument_rules(a);
+  const bool writable = c.where == place::normal || c.where == place::misaligned ||
+                        c.where == place::in_source || c.where == place::in_target;
+  if (!readable(c.where)) {
+    expected_err = EFAULT, from = "the struct cannot be read";
+  } else if (rules) {
+    expected_err = rules, from = "mremap()'s argument rules";
+  } else if (!writable || struct_in_moved_ranges(c.ptr, a)) {
+    expected_err = EFAULT, from = "the struct cannot take the destination";
+  } else {
+    via_native = true;
+    from = "native mremap()";
+  }
+  // The native answer: the oracle, or (for a quarter of the calls they
+  // refuse, where the native answer is the newest) a check of
+  // argument_rules() itself.
+  const bool cross_check = rules && (a.flags & MREMAP_DONTUNMAP) && readable(c.where) &&
+                           writable && s.r.chance(25) && native_is_newest();
+  if (via_native || cross_check) {
+    std::string why;
+    native = native_mremap(a, s.p.locks(), !native_is_newest(), why);
+    if (!native) {
+      mismatch(s, c, "an answer from the native oracle", why, {});
+      return;
+    }
+    if (!via_native && native->o.err != rules)
+      mismatch(s, c, "native mremap() to agree with argument_rules() (" + errname(rules) + ")",
+               to_string(native->o), {"the fuzzer's argument_rules() is wrong"});
+  }
+
+  const auto sources = source_spans(a), targets = target_spans(a);
+  std::vector<span> ranges = sources;
+  ranges.insert(ranges.end(), targets.begin(), targets.end());
+  // A target the argument rules let through holds nothing but the pool's
+  // mappings and free space (fuzz_gen.cpp): pieces of a move may land
+  // there, outside the arena too.
+  std::vector<span> anywhere = rules ? std::vector<span>() : targets;
+  const snapshot pre = take(ranges, s.p, maps, anywhere);
+
+  outcome got;
+  if (s.o.self_check) {
+    const long ret = ::syscall(SYS_mremap, a.old_addr, a.old_len, a.new_len, a.flags, a.new_addr);
+    got.err = ret == -1 ? errno : 0;
+    got.addr = ret == -1 ? 0 : static_cast<std::uint64_t>(ret);
+  } else {
+    const int ret = ::ioctl(s.fd, DONTUNMAP_IOC_REMAP, reinterpret_cast<void *>(c.ptr));
+    got.err = ret == 0 ? 0 : errno;
+    if (ret == 0) std::memcpy(&got.addr, reinterpret_cast<const void *>(c.ptr + 32), 8);
+  }
+  tally(s, got.err);
+
+  if (got.err == 0) anywhere.push_back({got.addr, got.addr + page_align(a.old_len)});
+  const snapshot post = take(ranges, s.p, procfs::read_maps(), anywhere);
+  const auto problems = check_outcome(a, pre, post, got);
+
+  std::string expected;
+  bool wrong = false;
+  if (!via_native) {
+    expected = errname(expected_err) + " (" + from + ")";
+    wrong = got.err != expected_err;
+  } else if (native->o == got) {
+    expected = to_string(native->o) + " (" + from + ")";
+  } else {
+    expected = to_string(native->o) + " (" + from + ")";
+    const auto rule =
+        native_is_newest() ? std::nullopt : explained_difference(a, native->facts, native->o, got);
+    if (rule) {
+      ++s.rules[*rule];
+      if (s.o.verbose) expected += ", differs by rule " + *rule;
+    } else {
+      wrong = true;
+      if (!native->facts.empty()) expected += " [" + native->facts + "]";
+    }
+  }
+  if (s.o.verbose)
+    std::printf("call %" PRIu64 ": %s -> %s (expected %s)\n", s.calls, describe(c).c_str(),
+                to_string(got).c_str(), expected.c_str());
+  if (wrong || !problems.empty()) mismatch(s, c, expected, to_string(got), problems);
+  clean_up(s, c, got, rules == 0);
+}
+
+void run_info(run_state &s, const call &c) {
+  place_struct(s.p, c);
+  const int fd = s.r.chance(20) ? s.fd_ro : s.fd;
+  const int ret = ::ioctl(fd, DONTUNMAP_IOC_INFO, reinterpret_cast<void *>(c.ptr));
+  const int err = ret == 0 ? 0 : errno;
+  tally(s, err);
+  const bool writable = c.where == place::normal || c.where == place::misaligned;
+  const int expected = writable ? 0 : EFAULT;
+  std::vector<std::string> problems;
+  if (err == 0 && writable) {
+    dontunmap_info info;
+    std::memcpy(&info, reinterpret_cast<const void *>(c.ptr), sizeof(info));
+    const std::uint64_t known = (DONTUNMAP_FEAT_MULTI_VMA << 1) - 1;
+    if (info.abi_version != DONTUNMAP_ABI_VERSION)
+      problems.push_back("abi_version " + std::to_string(info.abi_version));
+    if (info.reserved0 || info.reserved[0] || info.reserved[1] || info.reserved[2] ||
+        info.reserved[3])
+      problems.push_back("reserved fields not zero");
+    if (info.features & ~known) problems.push_back("unknown feature bits " + hex(info.features));
+    if (!(info.features & DONTUNMAP_FEAT_PRIVATE_ANON)) problems.push_back("no PRIVATE_ANON");
+    // The 16 bytes after it (inside the page) still hold the sentinel.
+    const std::uint64_t page_end = s.p.structs().rw + page();
+    for (std::uint64_t x = c.ptr + sizeof(info); x < c.ptr + sizeof(info) + 16 && x < page_end; ++x)
+      if (*reinterpret_cast<const unsigned char *>(x) != 0xa5) {
+        problems.push_back("wrote past the struct at " + hex(x));
+        break;
+      }
+  }
+  if (s.o.verbose)
+    std::printf("call %" PRIu64 ": %s -> %s\n", s.calls, describe(c).c_str(),
+                err ? errname(err).c_str() : "ok");
+  if (err != expected || !problems.empty())
+    mismatch(s, c, expected ? errname(expected) : "ok", err ? errname(err) : "ok", problems);
+}
+
+void run_bad_cmd(run_state &s, const call &c) {
+  const int fd = c.path_fd ? s.fd_path : (s.r.chance(20) ? s.fd_ro : s.fd);
+  const int ret = ::ioctl(fd, c.cmd, reinterpret_cast<void *>(c.ptr));
+  const int err = ret == 0 ? 0 : errno;
+  tally(s, err);
+  const int expected = c.path_fd ? EBADF : ENOTTY;
+  if (s.o.verbose)
+    std::printf("call %" PRIu64 ": %s -> %s\n", s.calls, describe(c).c_str(),
+                err ? errname(err).c_str() : "ok");
+  if (err != expected) mismatch(s, c, errname(expected), err ? errname(err) : "ok", {});
+}
+
+void run_racy(run_state &s, const call &c) {
+  ++s.racy;
+  const race_result res = racy_call(*s.rc, s.fd, s.p, s.r);
+  tally(s, res.err);
+  ++s.racy_outcomes[(res.err ? errname(res.err) : std::string("ok")) + (res.moved ? "+moved" : "")];
+  if (s.o.verbose)
+    std::printf("call %" PRIu64 ": racy REMAP -> %s%s\n", s.calls,
+                res.err ? errname(res.err).c_str() : "ok",
+                res.moved ? (", moved " + res.how).c_str() : "");
+  if (!res.problems.empty())
+    mismatch(s, c, "a legal errno and a whole move or none", res.err ? errname(res.err) : "ok",
+             res.problems);
+}
+
+std::string counts(const std::map<std::string, std::uint64_t> &m) {
+  std::string t;
+  for (const auto &[k, v] : m) t += " " + k + "=" + std::to_string(v);
+  return t.empty() ? " none" : t;
+}
+
+bool parse_u64(const char *s, std::uint64_t &v) {
+  char *end = nullptr;
+  errno = 0;
+  v = std::strtoull(s, &end, 0);
+  return errno == 0 && end && *end == '\0' && end != s;
+}
+
+std::optional<options> parse(int argc, char **argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    std::uint64_t v = 0;
+    const bool value = i + 1 < argc && parse_u64(argv[i + 1], v);
+    if (a == "--verbose") {
+      o.verbose = true;
+    } else if (a == "--no-race") {
+      o.race = false;
+    } else if (a == "--self-check") {
+      o.self_check = true;
+      o.race = false;
+    } else if (a == "--seed" && value) {
+      o.seed = v, ++i;
+    } else if (a == "--count" && value) {
+      o.count = v, ++i;
+    } else if (a == "--seconds" && value) {
+      o.seconds = static_cast<double>(v), ++i;
+    } else if (a == "--print-limit" && value) {
+      o.print_limit = v, ++i;
+    } else {
+      std::fprintf(stderr,
+                   "usage: dontunmap-fuzz [--seed S] [--count N] [--seconds T] [--verbose]\n"
+                   "                      [--print-limit K] [--no-race] [--self-check]\n");
+      return std::nullopt;
+    }
+  }
+  return o;
+}
+
+// Where the kernel has kmemleak (the debug rows): the blocks of its
+// report, after two scans as it wants, whose backtrace names the module,
+// as module-lifecycle reads them. nullopt without kmemleak.
+std::optional<std::vector<std::string>> kmemleak_module_blocks() {
+  const std::string path = "/sys/kernel/debug/kmemleak";
+  if (!procfs::write_text(path, "scan") || !procfs::write_text(path, "scan")) return std::nullopt;
+  const auto text = procfs::read_text(path);
+  if (!text) return std::nullopt;
+  std::vector<std::string> out;
+  std::string block;
+  const auto flush = [&] {
+    if (block.find("dontunmap") != std::string::npos) out.push_back(block);
+    block.clear();
+  };
+  std::size_t i = 0;
+  while (i < text->size()) {
+    const std::size_t nl = text->find('\n', i);
+    const std::string line = text->substr(i, nl == std::string::npos ? nl : nl - i);
+    if (line.rfind("unreferenced object", 0) == 0) flush();
+    block += line + "\n";
+    if (nl == std::string::npos) break;
+    i = nl + 1;
+  }
+  flush();
+  return out;
+}
+
+// The process's map count and the system's Committed_AS, and the heap's
+// size: its growth (64 MiB at a time, M_TOP_PAD) is charged too.
+struct footprint {
+  std::size_t map_count;
+  std::uint64_t committed_kb;
+  std::uint64_t heap_kb;
+};
+footprint measure() {
+  std::uint64_t heap = 0;
+  for (const auto &v : procfs::read_maps())
+    if (v.path == "[heap]") heap += v.size() / 1024;
+  return {procfs::map_count(), procfs::meminfo_kb("Committed_AS").value_or(0), heap};
+}
+
+int run(const options &o) {
+  const int fd = o.self_check ? ::open("/dev/null", O_RDWR | O_CLOEXEC)
+                              : ::open(DONTUNMAP_DEVICE, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    std::printf("fuzz: %s: %s\n", DONTUNMAP_DEVICE, std::strerror(err));
+    if (err == ENOENT || err == ENODEV || err == ENXIO) {
+      std::printf("fuzz: SKIP seed=%" PRIu64 ": the module is not loaded\n", o.seed);
+      return 77;
+    }
+    return 1;
+  }
+  const int fd_ro = ::open(DONTUNMAP_DEVICE, O_RDONLY | O_CLOEXEC);
+  const int fd_path = ::open(DONTUNMAP_DEVICE, O_PATH | O_CLOEXEC);
+
+  const machine &m = probe_machine();
+  struct utsname u {};
+  ::uname(&u);
+  std::printf("fuzz: kernel %s, page %zu, TASK_SIZE %s (stack ends %s), LA57 %s\n", u.release,
+              page(), hex(m.task_size).c_str(), hex(m.stack_top).c_str(), m.la57 ? "yes" : "no");
+  if (native_is_newest()) {
+    std::printf("fuzz: native oracle exact: this kernel's mremap() is the newest for every rule\n");
+  } else {
+    std::string legacy;
+    for (const auto &row : test::all_rules())
+      if (test::native_expectation(row.r, test::running_kernel()).allows_legacy())
+        legacy += " " + std::string(row.name);
+    std::printf("fuzz: native oracle judged by difftest_rules; rules not newest here:%s\n",
+                legacy.c_str());
+  }
+
+  racer *rc = o.race ? start_racer() : nullptr;
+  const footprint before = measure();
+  std::printf("fuzz: before: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64 " kB)\n",
+              before.map_count, before.committed_kb, before.heap_kb);
+
+  rng r(o.seed);
+  pool p;
+  p.leave_hugetlb_alone(o.self_check);
+  std::string why;
+  if (!p.open(r, why)) {
+    std::printf("fuzz: FAIL seed=%" PRIu64 ": the pool: %s\n", o.seed, why.c_str());
+    return 1;
+  }
+  std::printf("fuzz: pool: %zu slots, specials: %s\n", p.size(), p.describe().c_str());
+  std::fflush(stdout);
+
+  run_state s(o, fd, fd_ro, fd_path, p, r, rc);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  std::uint64_t last_progress = 0;
+  for (; s.calls < o.count; ++s.calls) {
+    if (o.seconds > 0 && elapsed() >= o.seconds) break;
+    if (s.calls && s.calls % 2000 == 0 && s.calls != last_progress) {
+      last_progress = s.calls;
+      std::printf("fuzz: %" PRIu64 " calls, %.0f s\n", s.calls, elapsed());
+      std::fflush(stdout);
+    }
+    ::alarm(120);  // a call that hangs ends the run (SIGALRM)
+    const auto maps = procfs::read_maps();
+    const call c = generate(r, p, maps, rc != nullptr, s.st);
+    if (o.self_check &&
+        (c.what != op::remap || c.where != place::normal || !(c.args.flags & MREMAP_DONTUNMAP))) {
+      --s.calls;  // not a call: the next draw takes its number
+      continue;
+    }
+    switch (c.what) {
+      case op::remap: run_remap(s, c, maps); break;
+      case op::info: run_info(s, c); break;
+      case op::bad_cmd: run_bad_cmd(s, c); break;
+      case op::racy: run_racy(s, c); break;
+    }
+  }
+  ::alarm(0);
+  const double secs = elapsed();
+
+  p.close();
+  const footprint after = measure();
+  if (rc) stop_racer(rc);
+  std::printf("fuzz: after: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64 " kB)\n",
+              after.map_count, after.committed_kb, after.heap_kb);
+  if (after.map_count != before.map_count) {
+    ++s.mismatches;
+    const std::string t = "map_count drifted from " + std::to_string(before.map_count) + " to " +
+                          std::to_string(after.map_count) + " with the pool unmapped";
+    std::printf("MISMATCH %s\n", t.c_str());
+    for (const auto &v : procfs::read_maps()) std::printf("  %s\n", v.line.c_str());
+    if (s.first_mismatch.empty()) s.first_mismatch = t;
+  }
+  if (const auto leaks = kmemleak_module_blocks()) {
+    std::printf("fuzz: kmemleak: %zu unreferenced objects naming the module\n", leaks->size());
+    if (!leaks->empty()) {
+      ++s.mismatches;
+      for (const auto &b : *leaks) std::printf("%s", b.c_str());
+      if (s.first_mismatch.empty()) s.first_mismatch = "kmemleak reports the module's objects";
+    }
+  } else {
+    std::printf("fuzz: kmemleak: not in this kernel, leaks not checked\n");
+  }
+  std::printf("fuzz: outcomes:%s\n", counts(s.outcomes).c_str());
+  std::printf("fuzz: struct places:%s\n", counts(s.places).c_str());
+  std::printf("fuzz: racy outcomes:%s\n", counts(s.racy_outcomes).c_str());
+  std::printf("fuzz: native differences explained by rule:%s\n", counts(s.rules).c_str());
+  std::printf("fuzz: draws redrawn as unsafe for the fuzzer: %" PRIu64 "\n", s.st.guarded);
+  std::printf(
+      "fuzz: %s seed=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " errors=%" PRIu64 " racy=%" PRIu64
+      " seconds=%.0f%s%s\n",
+      s.mismatches ? "FAIL" : "PASS", o.seed, s.calls, s.ok, s.errors, s.racy, secs,
+      s.mismatches ? (" mismatches=" + std::to_string(s.mismatches) + " first: ").c_str() : "",
+      s.first_mismatch.c_str());
+  ::close(fd);
+  if (fd_ro >= 0) ::close(fd_ro);
+  if (fd_path >= 0) ::close(fd_path);
+  return s.mismatches ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace dontunmap::fuzz
+
+int main(int argc, char **argv) {
+  using namespace dontunmap::fuzz;
+  const auto o = parse(argc, argv);
+  if (!o) return 2;
+  ::signal(SIGPIPE, SIG_IGN);
+  // Keep malloc off mmap() and in one arena, and never trim the heap: the
+  // map count then changes only with what the calls do.
+  ::mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  ::mallopt(M_ARENA_MAX, 1);
+  ::mallopt(M_TOP_PAD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  ::free(::malloc(1));
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  return run(*o);
+}
