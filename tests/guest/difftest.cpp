@@ -45,9 +45,11 @@
 #include "difftest.hpp"
 #include "expectations.hpp"
 #include "procfs.hpp"
+#include "text.hpp"
 
 namespace dontunmap::difftest {
 namespace procfs = test::procfs;
+using test::parse_u64;
 namespace {
 
 // A sysfs knob set for the run and put back at the end.
@@ -170,13 +172,6 @@ struct options {
   int print_limit = 10;
   std::optional<std::uint64_t> show;
 };
-
-bool parse_u64(const char *s, std::uint64_t &v) {
-  char *end = nullptr;
-  errno = 0;
-  v = std::strtoull(s, &end, 0);
-  return errno == 0 && end && *end == '\0' && end != s;
-}
 
 std::optional<options> parse(int argc, char **argv) {
   options o;

@@ -34,6 +34,7 @@
 
 #include "difftest.hpp"
 #include "procfs.hpp"
+#include "text.hpp"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -44,6 +45,8 @@
 
 namespace dontunmap::difftest {
 namespace procfs = test::procfs;
+using test::errname;
+using test::hex;
 namespace {
 
 constexpr long kSysMseal = 462;  // the same number on every architecture
@@ -53,17 +56,6 @@ constexpr long kSysMseal = 462;  // the same number on every architecture
 constexpr unsigned kChildTimeoutSeconds = 120;
 // Pages of context kept around each observed range.
 constexpr std::size_t kMarginPages = 16;
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
-  return buf;
-}
-
-std::string errname(int err) {
-  const char *name = ::strerrorname_np(err);
-  return name ? name : "errno " + std::to_string(err);
-}
 
 // The report, written to the pipe as it grows.
 class out_stream {

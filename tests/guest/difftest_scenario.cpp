@@ -17,8 +17,10 @@
 #include <sstream>
 
 #include "difftest.hpp"
+#include "text.hpp"
 
 namespace dontunmap::difftest {
+using test::hex;
 
 std::size_t page() {
   static const std::size_t p = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -98,12 +100,6 @@ std::string prot_str(int prot) {
   if (prot & PROT_WRITE) s[1] = 'w';
   if (prot & PROT_EXEC) s[2] = 'x';
   return s;
-}
-
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
-  return buf;
 }
 
 std::string piece_str(const piece &p) {

@@ -47,6 +47,7 @@
 #include "fuzz.hpp"
 
 namespace dontunmap::fuzz {
+using test::parse_u64;
 namespace {
 
 struct options {
@@ -290,13 +291,6 @@ std::string counts(const std::map<std::string, std::uint64_t> &m) {
   std::string t;
   for (const auto &[k, v] : m) t += " " + k + "=" + std::to_string(v);
   return t.empty() ? " none" : t;
-}
-
-bool parse_u64(const char *s, std::uint64_t &v) {
-  char *end = nullptr;
-  errno = 0;
-  v = std::strtoull(s, &end, 0);
-  return errno == 0 && end && *end == '\0' && end != s;
 }
 
 std::optional<options> parse(int argc, char **argv) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "procfs.hpp"
+#include "text.hpp"
 
 namespace dontunmap::fuzz {
 namespace procfs = test::procfs;
@@ -66,8 +67,8 @@ class rng {
 };
 
 std::size_t page();
-std::string hex(std::uint64_t v);
-std::string errname(int err);  // "EINVAL"
+using test::errname;  // "EINVAL"
+using test::hex;
 // A length rounded up to pages as mremap() does (0 when that wraps).
 std::uint64_t page_align(std::uint64_t len);
 

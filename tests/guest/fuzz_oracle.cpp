@@ -105,17 +105,6 @@ std::vector<span> spans_of(std::uint64_t start, std::uint64_t len) {
 std::size_t page() { return difftest::page(); }
 std::uint64_t page_align(std::uint64_t len) { return difftest::page_align(len); }
 
-std::string hex(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
-  return buf;
-}
-
-std::string errname(int err) {
-  const char *name = ::strerrorname_np(err);
-  return name ? name : "errno " + std::to_string(err);
-}
-
 std::string to_string(const outcome &o) { return result_line(o); }
 
 const machine &env() { return g_machine; }

@@ -79,6 +79,7 @@
 
 #include "expectations.hpp"
 #include "procfs.hpp"
+#include "text.hpp"
 
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -88,6 +89,7 @@ namespace dontunmap::stress {
 namespace {
 
 namespace procfs = test::procfs;
+using test::parse_u64;
 
 // The slots' window, far below the mmap base (top-down allocations never
 // reach it, bottom-up ones start above it), so that a hole the run leaves
@@ -101,13 +103,6 @@ constexpr auto kProgressInterval = std::chrono::seconds(10);
 
 // ---------------------------------------------------------------------------
 // Options
-
-bool parse_u64(const char *s, std::uint64_t &v) {
-  char *end = nullptr;
-  errno = 0;
-  v = std::strtoull(s, &end, 0);
-  return errno == 0 && end && *end == '\0' && end != s;
-}
 
 std::optional<options> parse(int argc, char **argv) {
   options o;
