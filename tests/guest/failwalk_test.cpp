@@ -443,32 +443,34 @@ std::optional<report> attempt_in_child(backend b, const walk_scenario &sc, int n
 
 constexpr std::size_t kLen = std::size_t(1) << 20;
 
-bool private_anon(scene &s) {
-  auto src = guarded::anon(kLen);
-  auto hole = guarded::hole(kLen);
+// The shape most scenarios share: the source (len bytes, already mapped)
+// moved into a hole of its size, with `flags`. The scene keeps both
+// mappings; the caller fills the source.
+bool source_and_hole(scene &s, guarded src, guarded hole, std::size_t len,
+                     unsigned long flags = 0) {
   if (!src || !hole) return false;
   s.src = src.get();
-  s.len = kLen;
+  s.len = len;
   s.target = hole.get();
-  fill(s.src, s.len, s.content);
+  s.flags = flags;
   s.keep.push_back(std::move(src));
   s.keep.push_back(std::move(hole));
   return true;
 }
 
+bool private_anon(scene &s) {
+  if (!source_and_hole(s, guarded::anon(kLen), guarded::hole(kLen), kLen)) return false;
+  fill(s.src, s.len, s.content);
+  return true;
+}
+
 bool thp(scene &s) {
   constexpr std::size_t huge = std::size_t(2) << 20;
-  auto src = guarded::aligned_anon(2 * huge, huge);
-  auto hole = guarded::aligned_hole(2 * huge, huge);
-  if (!src || !hole) return false;
-  ::madvise(src.get(), 2 * huge, MADV_HUGEPAGE);
-  s.src = src.get();
-  s.len = 2 * huge;
-  s.target = hole.get();
-  s.flags = MREMAP_FIXED;
+  if (!source_and_hole(s, guarded::aligned_anon(2 * huge, huge),
+                       guarded::aligned_hole(2 * huge, huge), 2 * huge, MREMAP_FIXED))
+    return false;
+  ::madvise(s.src, s.len, MADV_HUGEPAGE);
   fill(s.src, s.len, s.content);
-  s.keep.push_back(std::move(src));
-  s.keep.push_back(std::move(hole));
   return true;
 }
 
@@ -476,16 +478,10 @@ bool shmem(scene &s) {
   const int fd = ::memfd_create("failwalk", MFD_CLOEXEC);
   if (fd < 0 || ::ftruncate(fd, kLen)) return false;
   auto src = guarded::file(fd, kLen, MAP_SHARED);
-  auto hole = guarded::hole(kLen);
   ::close(fd);
-  if (!src || !hole) return false;
-  s.src = src.get();
-  s.len = kLen;
-  s.target = hole.get();
+  if (!source_and_hole(s, std::move(src), guarded::hole(kLen), kLen)) return false;
   s.after_move = s.content;
   fill(s.src, s.len, s.content);
-  s.keep.push_back(std::move(src));
-  s.keep.push_back(std::move(hole));
   return true;
 }
 
@@ -500,18 +496,12 @@ bool private_file(scene &s) {
   fill(data.data(), kLen, s.content);
   if (::write(fd, data.data(), kLen) != static_cast<ssize_t>(kLen)) return false;
   auto src = guarded::file(fd, kLen, MAP_PRIVATE);
-  auto hole = guarded::hole(kLen);
   ::close(fd);
-  if (!src || !hole) return false;
-  s.src = src.get();
-  s.len = kLen;
-  s.target = hole.get();
+  if (!source_and_hole(s, std::move(src), guarded::hole(kLen), kLen)) return false;
   s.after_move = s.content;  // the written half reads the file again: same bytes
   fill(s.src, kLen / 2, s.content);
   for (std::size_t i = kLen / 2; i < kLen; i += pagesz())
     (void)*static_cast<volatile char *>(s.src + i);
-  s.keep.push_back(std::move(src));
-  s.keep.push_back(std::move(hole));
   return true;
 }
 
@@ -550,19 +540,12 @@ bool fixed_over_mapping(scene &s) {
 // MREMAP_FIXED call.
 bool multi_vma(scene &s) {
   const std::size_t piece = kLen / 4;
-  auto src = guarded::anon(kLen);
-  auto hole = guarded::hole(kLen);
-  if (!src || !hole) return false;
-  s.src = src.get();
-  s.len = kLen;
-  s.target = hole.get();
-  s.flags = MREMAP_FIXED;
+  if (!source_and_hole(s, guarded::anon(kLen), guarded::hole(kLen), kLen, MREMAP_FIXED))
+    return false;
   fill(s.src, s.len, s.content);
   if (::mprotect(s.src + piece, piece, PROT_READ) || ::munmap(s.src + 2 * piece, piece))
     return false;
   s.pieces = {{0, piece}, {piece, piece}, {3 * piece, piece}};
-  s.keep.push_back(std::move(src));
-  s.keep.push_back(std::move(hole));
   return true;
 }
 
@@ -625,7 +608,7 @@ const walk_scenario kScenarios[] = {
 // Does the loaded module charge after copy_vma()? It does where it could not
 // resolve vm_committed_as (kernels without CONFIG_KALLSYMS_ALL, and the test
 // build that pretends so), and its load line lists the symbol as absent.
-bool module_charges_after_copy() {
+bool read_module_charges_after_copy() {
   const int size = ::klogctl(10 /* SYSLOG_ACTION_SIZE_BUFFER */, nullptr, 0);
   if (size <= 0) return false;
   std::string log(static_cast<std::size_t>(size), '\0');
@@ -638,6 +621,12 @@ bool module_charges_after_copy() {
   const auto absent = log.find("; absent:", line);
   return absent != std::string::npos && absent < end &&
          log.substr(absent, end - absent).find(" vm_committed_as") != std::string::npos;
+}
+
+// The module is loaded once per guest boot: its load line is read once.
+bool module_charges_after_copy() {
+  static const bool after_copy = read_module_charges_after_copy();
+  return after_copy;
 }
 
 class AllocationFailureWalk
