@@ -156,14 +156,16 @@ int split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
 
 /*
  * "mm: clear uffd-wp PTE/PMD state on mremap()" (6.14, CVE-2025-21696)
- * made move_page_tables() drop the uffd-wp bit of every entry it moves when
- * the context lacks UFFD_FEATURE_EVENT_REMAP: the destination is then not
- * registered, and a stale bit would give a later registration write-protect
- * faults nobody asked for (and trips page_table_check). The stable series
- * verified here got it (Debian 6.1.192, 6.12.118); 5.10.262 did not, and
- * there the module clears the bits itself (uffd_wp.c).
+ * made move_page_tables() drop the uffd-wp bit of every entry it moves, and
+ * every uffd-wp PTE marker, when the context lacks UFFD_FEATURE_EVENT_REMAP:
+ * the destination is then not registered, and a stale bit would give a
+ * later registration write-protect faults nobody asked for (and trips
+ * page_table_check). Stable series got it at sublevels the version cannot
+ * tell (Debian 6.1.192 and 6.12.118 have it; 6.1.176 and 5.10.262 do not),
+ * so conftest.sh looks for the helper it added; without it the module
+ * clears the bits itself (uffd_wp.c).
  */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 0) && defined(CONFIG_USERFAULTFD) && \
+#if !defined(DONTUNMAP_KERNEL_CLEARS_UFFD_WP) && defined(CONFIG_USERFAULTFD) && \
 	defined(CONFIG_HAVE_ARCH_USERFAULTFD_WP)
 #define DONTUNMAP_NEED_CLEAR_UFFD_WP
 void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
@@ -383,8 +385,12 @@ dontunmap_mremap_userfaultfd_prep(struct vm_area_struct *new_vma,
 	const bool armed = new_vma->vm_userfaultfd_ctx.ctx;
 
 	static_call(dontunmap_mremap_userfaultfd_prep)(new_vma, uf);
-	/* The context stays, in uf, only with UFFD_FEATURE_EVENT_REMAP. */
-	if (armed && !uf->ctx)
+	/*
+	 * The context stays, in uf, only with UFFD_FEATURE_EVENT_REMAP.
+	 * hugetlb entries are not walked (uffd_wp.c walks PMDs and PTEs as
+	 * THP and base pages): 6.1.176's hugetlb moves keep their bits.
+	 */
+	if (armed && !uf->ctx && !is_vm_hugetlb_page(new_vma))
 		dontunmap_clear_uffd_wp(new_vma->vm_mm, new_addr,
 					new_addr + len);
 #else

@@ -14,10 +14,24 @@
 #include <linux/huge_mm.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
+#include <linux/userfaultfd_k.h>
 
 #include "internal.h"
 
 #ifdef DONTUNMAP_NEED_CLEAR_UFFD_WP
+
+/*
+ * The uffd-wp PTE marker (5.19) keeps the protection of a none entry of
+ * shmem and hugetlb memory; 5.10 has none.
+ */
+static inline bool dontunmap_pte_marker_uffd_wp(pte_t pte)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 19, 0)
+	return pte_marker_uffd_wp(pte);
+#else
+	return false;
+#endif
+}
 
 /*
  * A huge or migrating PMD: clear it and return true. False if, under the
@@ -61,6 +75,9 @@ static void clear_uffd_wp_ptes(struct mm_struct *mm, pmd_t *pmd,
 				continue;
 			pte = ptep_get_and_clear(mm, addr, ptep);
 			set_pte_at(mm, addr, ptep, pte_clear_uffd_wp(pte));
+		} else if (dontunmap_pte_marker_uffd_wp(pte)) {
+			/* As move_ptes(): the marker goes, the entry is none. */
+			pte_clear(mm, addr, ptep);
 		} else if (is_swap_pte(pte) && pte_swp_uffd_wp(pte)) {
 			set_pte_at(mm, addr, ptep, pte_swp_clear_uffd_wp(pte));
 		}

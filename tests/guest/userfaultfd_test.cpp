@@ -334,6 +334,25 @@ class UserfaultfdWriteProtect : public userfaultfd_test {
     return src;
   }
 
+  // A shared memfd mapping of `len` bytes whose first half is written and
+  // whose second half was never touched, registered for write-protect
+  // faults and protected: the written pages carry the uffd-wp bit, the
+  // others a uffd-wp PTE marker (5.19+).
+  guarded protected_shmem_source(std::size_t len) {
+    const int fd = ::memfd_create("uffd-wp", MFD_CLOEXEC);
+    EXPECT_GE(fd, 0) << "memfd_create: " << std::strerror(errno);
+    if (fd < 0) return guarded();
+    EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(len)), 0);
+    auto src = guarded::file(fd, len, MAP_SHARED);
+    ::close(fd);
+    EXPECT_TRUE(src);
+    if (!src) return src;
+    fill(src.get(), len / 2, per_page('s'));
+    register_range(src.get(), len, UFFDIO_REGISTER_MODE_WP);
+    write_protect(src.get(), len, true);
+    return src;
+  }
+
   // How many pages of [addr, addr + len) the pagemap shows protected;
   // nullopt where it does not report uffd-wp (or cannot be read).
   static std::optional<std::size_t> protected_pages(const char *addr, std::size_t len,
@@ -383,6 +402,11 @@ class UserfaultfdWriteProtect : public userfaultfd_test {
     auto src = protected_source(len, align);
     if (!src && !HasFailure()) GTEST_SKIP() << "no transparent huge page for the source";
     ASSERT_TRUE(src);
+    expect_moved_protection_dropped(src, len, align);
+  }
+
+  // The same for a protected source already made.
+  void expect_moved_protection_dropped(const guarded &src, std::size_t len, std::size_t align) {
     const auto bit = pagemap_uffd_wp(src.get());
     const bool reported = bit && *bit;
     // The destination lives in the hole and goes with it.
@@ -417,6 +441,20 @@ TEST_P(UserfaultfdWriteProtect, MovedPagesLoseProtectionWithoutEventRemap) {
 
 TEST_P(UserfaultfdWriteProtect, MovedHugePageLosesProtectionWithoutEventRemap) {
   expect_protection_dropped(kHugePage, kHugePage);
+}
+
+// Shmem keeps the protection of a page not mapped as a uffd-wp PTE marker;
+// markers move like entries and must go the same way (6.1.176's
+// move_ptes() kept them).
+TEST_P(UserfaultfdWriteProtect, MovedShmemMarkersLoseProtectionWithoutEventRemap) {
+  open_wp(0);
+  if (IsSkipped() || HasFatalFailure()) return;
+  if (!(features() & UFFD_FEATURE_WP_HUGETLBFS_SHMEM))
+    GTEST_SKIP() << "this kernel has no userfaultfd write-protect on shmem";
+  const std::size_t len = 8 * page_size();
+  const auto src = protected_shmem_source(len);
+  ASSERT_TRUE(src);
+  expect_moved_protection_dropped(src, len, page_size());
 }
 
 TEST_P(UserfaultfdWriteProtect, EventRemapKeepsTheProtection) {
