@@ -134,6 +134,17 @@ unsigned long move_page_tables(struct vm_area_struct *vma,
 	bool need_rmap_locks, bool for_stack);
 int split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
 	      unsigned long addr, int new_below);
+/*
+ * 6.12 as released has split_vma() static in mm/vma.c, and a compiler may
+ * inline it into its two callers (Debian's bookworm-backports 6.12.95,
+ * built by gcc-12, has no split_vma symbol); the stable series made it
+ * global again for an mremap fix (Debian's 6.12.118 has it). What it wraps,
+ * __split_vma(), is static too but out of line. The load finds whichever
+ * exists; without split_vma() the module makes its map-count check itself.
+ */
+#define DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+int __split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
+		unsigned long addr, int new_below);
 #endif
 
 /*
@@ -255,6 +266,15 @@ static inline int dontunmap_split_vma(struct mm_struct *mm,
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
 	VMA_ITERATOR(vmi, mm, addr);
 
+#ifdef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+	if (!static_call_query(dontunmap_split_vma)) {
+		/* split_vma() is this check in front of __split_vma(). */
+		if (mm->map_count >= dontunmap_max_map_count())
+			return -ENOMEM;
+		return static_call(dontunmap___split_vma)(&vmi, vma, addr,
+							   new_below);
+	}
+#endif
 	return static_call(dontunmap_split_vma)(&vmi, vma, addr, new_below);
 #else
 	return static_call(dontunmap_split_vma)(mm, vma, addr, new_below);

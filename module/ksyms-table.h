@@ -21,7 +21,13 @@
 DONTUNMAP_FUNC(copy_vma, true, "create the destination VMA")
 DONTUNMAP_FUNC(move_page_tables, true, "move the page tables")
 DONTUNMAP_FUNC(do_munmap, true, "unmap a MREMAP_FIXED target or a failed move")
+#ifdef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+/* One of the two is required (resolver.c). */
+DONTUNMAP_FUNC(split_vma, false, "split an mlocked source before the move")
+DONTUNMAP_FUNC(__split_vma, false, "split_vma() where it is static and inlined")
+#else
 DONTUNMAP_FUNC(split_vma, true, "split an mlocked source before the move")
+#endif
 DONTUNMAP_FUNC(may_expand_vm, true, "RLIMIT_AS and RLIMIT_DATA")
 DONTUNMAP_FUNC(security_vm_enough_memory_mm, true, "overcommit pre-charge")
 DONTUNMAP_FUNC(vm_stat_account, true, "total_vm and data_vm accounting")

@@ -35,7 +35,9 @@ static const struct {
 	{ "copy_vma", 5 },
 #endif
 	{ "move_page_tables", 7 },
+#ifndef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
 	{ "split_vma", 4 },
+#endif
 #endif
 };
 
@@ -143,6 +145,7 @@ static bool dontunmap_check_pmc(void)
 
 int dontunmap_check_layouts(void)
 {
+	size_t checked = ARRAY_SIZE(dontunmap_btf_funcs);
 	bool ok = true;
 	unsigned int i;
 
@@ -164,11 +167,17 @@ int dontunmap_check_layouts(void)
 	for (i = 0; i < ARRAY_SIZE(dontunmap_btf_funcs); i++)
 		ok &= dontunmap_check_func(dontunmap_btf_funcs[i].name,
 					   dontunmap_btf_funcs[i].nr_params);
+#ifdef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+	/* Whichever the resolver found. */
+	ok &= dontunmap_check_func(static_call_query(dontunmap_split_vma) ?
+				   "split_vma" : "__split_vma", 4);
+	checked++;
+#endif
 	ok &= dontunmap_check_pmc();
 	if (!ok)
 		return -ENOEXEC;
 	pr_info("layouts checked against the kernel's BTF: %zu prototypes%s\n",
-		ARRAY_SIZE(dontunmap_btf_funcs),
+		checked,
 		DONTUNMAP_KV(7, 3) ? " and struct pagetable_move_control" : "");
 	return 0;
 }

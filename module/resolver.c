@@ -262,6 +262,13 @@ int dontunmap_resolve_symbols(void)
 		rlen += scnprintf(resolved + rlen, sizeof(resolved) - rlen,
 				  " %s", s->name);
 	}
+#ifdef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+	if (!static_call_query(dontunmap_split_vma) &&
+	    !static_call_query(dontunmap___split_vma)) {
+		pr_err("not loaded: required kernel symbol split_vma not found, nor __split_vma (split an mlocked source before the move)\n");
+		missing = true;
+	}
+#endif
 	if (missing)
 		return -ENOENT;
 	err = dontunmap_check_layouts();
