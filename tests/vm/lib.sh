@@ -54,10 +54,21 @@ load_kernel() {
 }
 
 # True when modules for the loaded kernel build with the host's own
-# toolchain (natively, or cross for another guest architecture); otherwise
-# they build in a chroot of the toolchain suite.
+# toolchain (natively, or cross for another guest architecture): the row's
+# toolchain is the host's release and its kernel comes from that release.
+# A -backports kernel's headers depend on its image, which has no place on
+# the host: those build in a chroot of the toolchain suite, as every other
+# toolchain does.
 uses_host_toolchain() {
-	[[ $K_TOOLCHAIN == "$(host_codename)" ]]
+	[[ $K_TOOLCHAIN == "$(host_codename)" && $K_SUITE != *-backports ]]
+}
+
+# suite_dist SUITE: the archive's name of a matrix suite. "<release>-point"
+# is the release's own suite as its last point release left it, without
+# -updates and -security: the kernel a machine installed from the release's
+# media runs until it sees those suites.
+suite_dist() {
+	printf '%s\n' "${1%-point}"
 }
 
 # True when the loaded kernel's architecture is not the host's: its modules
@@ -208,7 +219,8 @@ debian_security_mirror() {
 # configuration (sources, pins, dpkg status) plays no part. A release suite
 # comes with its -updates and -security suites, as on a user's machine, so
 # its meta-packages resolve to the kernel its users run; a -backports suite
-# stands alone, or the release's own kernel would win.
+# stands alone, or the release's own kernel would win, and so does a -point
+# suite (suite_dist).
 apt_private_setup() {
 	local dir suite=$1 arch=$2 mirror security
 	dir=$(apt_private_dir "$suite" "$arch")
@@ -219,7 +231,7 @@ apt_private_setup() {
 	security=$(debian_security_mirror)
 	{
 		printf 'deb [arch=%s signed-by=%s] %s %s main\n' \
-			"$arch" "$DEBIAN_KEYRING" "$mirror" "$suite"
+			"$arch" "$DEBIAN_KEYRING" "$mirror" "$(suite_dist "$suite")"
 		if [[ $suite != *-* ]]; then
 			printf 'deb [arch=%s signed-by=%s] %s %s-updates main\n' \
 				"$arch" "$DEBIAN_KEYRING" "$mirror" "$suite"
@@ -417,7 +429,7 @@ chroot_want_lines() {
 	printf 'security: %s\n' "$(debian_security_mirror)"
 	printf 'suites: %s\n' "$({
 		printf '%s\n' "$suite" "$suite-updates" "$suite-security"
-		kernel_rows | awk -v t="$suite" '$5 == t { print $2 }'
+		kernel_rows | awk -v t="$suite" '$5 == t { sub(/-point$/, "", $2); print $2 }'
 		stamp_field "$stamp" suites
 	} | words)"
 	printf 'foreign: %s\n' "$({
