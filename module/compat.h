@@ -145,6 +145,15 @@ int split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
 #define DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
 int __split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
 		unsigned long addr, int new_below);
+/*
+ * Without static-call patching the call is a BLR, and a static function
+ * has no BTI landing pad or kCFI hash: no fallback there (Clang-built arm64
+ * kernels only; GCC cannot build ARM64_BTI_KERNEL).
+ */
+#if !defined(CONFIG_HAVE_STATIC_CALL) && \
+	(defined(CONFIG_ARM64_BTI_KERNEL) || defined(CONFIG_CFI_CLANG))
+#undef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+#endif
 #endif
 
 /*

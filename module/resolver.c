@@ -183,7 +183,9 @@ static unsigned long dontunmap_lookup(const char *name)
 /*
  * vm.max_map_count, for the headroom checks upstream makes so that a move
  * does not fail half way; INT_MAX (no pre-check: split_vma() and
- * do_munmap() still enforce the limit) if it cannot be read.
+ * do_munmap() still enforce the limit) if it cannot be read. Where only
+ * __split_vma() resolves, this is the limit's one check, and the load
+ * requires it readable.
  */
 int dontunmap_max_map_count(void)
 {
@@ -275,6 +277,15 @@ int dontunmap_resolve_symbols(void)
 	if (err)
 		return err;
 	dontunmap_open_max_map_count();
+#ifdef DONTUNMAP_SPLIT_VMA_MAY_BE_STATIC
+	/* __split_vma() does not check the limit: the module must. */
+	if (!static_call_query(dontunmap_split_vma) &&
+	    !dontunmap_ksym_data.sysctl_max_map_count &&
+	    !dontunmap_max_map_count_file) {
+		pr_err("not loaded: split_vma() is static here and vm.max_map_count cannot be read, so __split_vma() would split past it\n");
+		return -ENOENT;
+	}
+#endif
 
 	pr_info("resolved via kallsyms_lookup_name (kprobe, released):%s; absent:%s; calls: %s\n",
 		resolved, alen ? absent : " none", dontunmap_call_mechanism());

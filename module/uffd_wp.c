@@ -67,6 +67,9 @@ static void clear_uffd_wp_ptes(struct mm_struct *mm, pmd_t *pmd,
 	spinlock_t *ptl;
 
 	start_pte = pte_offset_map_lock(mm, pmd, addr, &ptl);
+	/* 6.5+: no page table there any more (retracted), so no entries. */
+	if (!start_pte)
+		return;
 	for (ptep = start_pte; addr < end; ptep++, addr += PAGE_SIZE) {
 		pte_t pte = *ptep;
 
