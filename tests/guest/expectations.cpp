@@ -170,8 +170,8 @@ constexpr row table[] = {
      "bit of every moved entry when the destination is not kept registered (no "
      "UFFD_FEATURE_EVENT_REMAP); before it the bits stayed on entries of an unregistered VMA, "
      "and a later registration saw write-protect faults nobody asked for. Backported to stable "
-     "series at sublevels the release string cannot tell: Debian 6.1.192 and 6.12.118 have it "
-     "(6.12 from 6.12.11), 5.10.262 does not",
+     "series at sublevels the release string cannot tell: Debian 6.1.192, 6.12.95 and 6.12.118 have it "
+     "(6.12 from 6.12.11), 5.10.262 and 6.1.176 do not",
      "moved entries lose uffd-wp unless the destination stays registered",
      "\"mm: clear uffd-wp PTE/PMD state on mremap()\" (CVE-2025-21696)"},
 };
