@@ -27,7 +27,8 @@
 //   --keep-system   touch no sysfs knob and start no compaction (for a shared
 //                   machine: ksmd and khugepaged would scan everyone's
 //                   memory); without it, as root, khugepaged scans without
-//                   sleeping, ksmd runs, THP is at least "madvise", and
+//                   sleeping and collapses only fully populated ranges, ksmd
+//                   runs, THP is at least "madvise", and
 //                   /proc/sys/vm/compact_memory is written every second. Every
 //                   knob is put back at exit, also on SIGINT/SIGTERM and on a
 //                   crash.

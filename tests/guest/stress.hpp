@@ -192,7 +192,8 @@ class start_gate {
 // stress_system.cpp
 
 // The knobs the run tunes (as root, unless --keep-system): khugepaged scans
-// without sleeping, ksmd runs, THP is at least "madvise"; and whether the
+// without sleeping and collapses only fully populated ranges
+// (max_ptes_none 0), ksmd runs, THP is at least "madvise"; and whether the
 // compactor may write /proc/sys/vm/compact_memory. Each knob changed is put
 // back by restore_knobs(): at exit, when the tuning goes, and from the
 // crash handler.
