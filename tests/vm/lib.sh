@@ -429,7 +429,8 @@ chroot_want_lines() {
 	printf 'security: %s\n' "$(debian_security_mirror)"
 	printf 'suites: %s\n' "$({
 		printf '%s\n' "$suite" "$suite-updates" "$suite-security"
-		kernel_rows | awk -v t="$suite" '$5 == t { sub(/-point$/, "", $2); print $2 }'
+		kernel_rows | awk -v t="$suite" '$5 == t { print $2 }' |
+			while read -r row_suite; do suite_dist "$row_suite"; done
 		stamp_field "$stamp" suites
 	} | words)"
 	printf 'foreign: %s\n' "$({
