@@ -190,6 +190,19 @@ int __split_vma(struct vma_iterator *vmi, struct vm_area_struct *vma,
 #define DONTUNMAP_NEED_CLEAR_UFFD_WP
 void dontunmap_clear_uffd_wp(struct mm_struct *mm, unsigned long addr,
 			     unsigned long end);
+
+/*
+ * The uffd-wp PTE marker (5.19) keeps the protection of a none entry of
+ * shmem and hugetlb memory; 5.10 has none.
+ */
+static inline bool dontunmap_pte_marker_uffd_wp(pte_t pte)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 19, 0)
+	return pte_marker_uffd_wp(pte);
+#else
+	return false;
+#endif
+}
 #endif
 
 /*

@@ -14,24 +14,10 @@
 #include <linux/huge_mm.h>
 #include <linux/swap.h>
 #include <linux/swapops.h>
-#include <linux/userfaultfd_k.h>
 
 #include "internal.h"
 
 #ifdef DONTUNMAP_NEED_CLEAR_UFFD_WP
-
-/*
- * The uffd-wp PTE marker (5.19) keeps the protection of a none entry of
- * shmem and hugetlb memory; 5.10 has none.
- */
-static inline bool dontunmap_pte_marker_uffd_wp(pte_t pte)
-{
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 19, 0)
-	return pte_marker_uffd_wp(pte);
-#else
-	return false;
-#endif
-}
 
 /*
  * A huge or migrating PMD: clear it and return true. False if, under the
