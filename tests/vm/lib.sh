@@ -362,14 +362,21 @@ tc_run() {
 	fi
 }
 
+# hold_lock FILE: waits for and holds an exclusive flock on FILE until the
+# (sub)shell exits.
+hold_lock() {
+	local fd
+	mkdir -p "$(dirname "$1")"
+	exec {fd}>>"$1"
+	flock "$fd"
+}
+
 # toolchain_lock: serialises the users of the loaded kernel's toolchain
 # (DKMS state, dpkg, the chroot's configuration) until the script exits.
 toolchain_lock() {
 	local file=/run/lock/dontunmap-build-module.lock
 	[[ -z $TC_ROOT ]] || file=$TC_ROOT.lock
-	mkdir -p "$(dirname "$file")"
-	exec {TOOLCHAIN_LOCK_FD}>>"$file"
-	flock "$TOOLCHAIN_LOCK_FD"
+	hold_lock "$file"
 }
 
 # chroot_run ROOT COMMAND...: COMMAND chrooted into ROOT with a clean
