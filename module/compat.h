@@ -415,6 +415,43 @@ static inline void dontunmap_unlink_anon_vmas(struct vm_area_struct *vma)
 }
 
 /*
+ * Does the VMA's userfaultfd context stay behind when it moves (no
+ * UFFD_FEATURE_EVENT_REMAP), so that mremap_userfaultfd_prep() drops it from
+ * the destination? 6.8 moved struct userfaultfd_ctx into userfaultfd_k.h.
+ * 5.10 and 6.1 keep it in fs/userfaultfd.c, and both begin it as below up to
+ * the features this reads; the sizes are this kernel's own, since the module
+ * is built against its headers.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0)
+struct dontunmap_uffd_ctx_head {
+	wait_queue_head_t fault_pending_wqh;
+	wait_queue_head_t fault_wqh;
+	wait_queue_head_t fd_wqh;
+	wait_queue_head_t event_wqh;
+	seqcount_spinlock_t refile_seq;
+	refcount_t refcount;
+	unsigned int flags;
+	unsigned int features;
+};
+#endif
+
+static inline bool dontunmap_uffd_dropped_on_move(struct vm_area_struct *vma)
+{
+#ifdef CONFIG_USERFAULTFD
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0)
+	const struct dontunmap_uffd_ctx_head *ctx =
+		(const void *)vma->vm_userfaultfd_ctx.ctx;
+#else
+	const struct userfaultfd_ctx *ctx = vma->vm_userfaultfd_ctx.ctx;
+#endif
+
+	return ctx && !(ctx->features & UFFD_FEATURE_EVENT_REMAP);
+#else
+	return false;
+#endif
+}
+
+/*
  * Hand the destination's userfaultfd context to the caller (EVENT_REMAP) or
  * drop it, and with it the uffd-wp state of the moved entries.
  */

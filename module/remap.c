@@ -296,6 +296,38 @@ static long prep_move_vma(struct vma_remap_struct *vrm)
 }
 
 /*
+ * copy_vma(), except that a source whose userfaultfd context stays behind
+ * (no UFFD_FEATURE_EVENT_REMAP) never lets the new range merge: the context
+ * is then dropped from the destination VMA, and from every neighbour that
+ * VMA took in - registered neighbours of the same context would stop
+ * reporting faults. 7.3's copy_vma() refuses that merge itself ("If not
+ * registered for remap, uffd context will be cleared"); older ones merge.
+ * Here the source lends copy_vma() no context: its uffd flags stay, so no
+ * neighbour matches, and the new VMA gets the context back for
+ * mremap_userfaultfd_prep() to drop as usual.
+ */
+static struct vm_area_struct *
+copy_vma_unmerged_uffd(struct vm_area_struct **vmap,
+		       struct vma_remap_struct *vrm, bool *need_rmap_locks)
+{
+	struct vm_userfaultfd_ctx ctx = NULL_VM_UFFD_CTX;
+	struct vm_area_struct *new_vma;
+
+	if (!DONTUNMAP_KV(7, 3) && dontunmap_uffd_dropped_on_move(*vmap)) {
+		ctx = (*vmap)->vm_userfaultfd_ctx;
+		(*vmap)->vm_userfaultfd_ctx = NULL_VM_UFFD_CTX;
+	}
+	new_vma = dontunmap_copy_vma(vmap, vrm->addr, vrm->new_addr,
+				     vrm->new_len, need_rmap_locks);
+	if (ctx.ctx) {
+		(*vmap)->vm_userfaultfd_ctx = ctx;
+		if (new_vma)
+			new_vma->vm_userfaultfd_ctx = ctx;
+	}
+	return new_vma;
+}
+
+/*
  * Create the destination VMA, charge it, and move the page tables into it.
  * If the page tables cannot all be moved, move back what was moved and point
  * vrm at the new VMA, so that the caller unmaps it instead of losing the
@@ -311,8 +343,7 @@ static long copy_vma_and_data(struct vma_remap_struct *vrm,
 	long err = 0;
 
 	*new_vma_ptr = NULL;
-	new_vma = dontunmap_copy_vma(&vma, vrm->addr, vrm->new_addr,
-				     vrm->new_len, &need_rmap_locks);
+	new_vma = copy_vma_unmerged_uffd(&vma, vrm, &need_rmap_locks);
 	if (!new_vma) {
 		vrm_uncharge(vrm);
 		return -ENOMEM;

@@ -215,6 +215,19 @@ const rule_predicate predicates[] = {
               n.first("result") == m.first("result");
      },
      {"post.pages.bits", "after.pages.bits"}},
+    // A destination whose context stays behind, merged by the old kernels
+    // with neighbours: registered with the same context, they lose it too.
+    {rule::uffd_dropped_destination_unmerged,
+     [](const scenario &sc, const facts &f, const report &n, const report &m) {
+       if (!fact_is(f, "uffd", "1") || (sc.uffd_features & UFFD_FEATURE_EVENT_REMAP) ||
+           !succeeded(n) || n.first("result") != m.first("result"))
+         return false;
+       const std::uint64_t dst = result_addr(n), end = dst + page_align(sc.call.new_len);
+       for (const auto &[lo, hi] : vmas(n, "post.maps"))
+         if (dst >= lo && dst < hi) return lo < dst || hi > end;
+       return false;
+     },
+     kLayoutAfterwards},
     // The same early unmap can fail itself, before the source is looked
     // up: a target that cuts a hugetlb VMA off its huge page boundary is
     // EINVAL (hugetlb_vm_op_split()), where the newest kernels refuse the

@@ -174,6 +174,18 @@ constexpr row table[] = {
      "(6.12 from 6.12.11), 5.10.262 and 6.1.176 do not",
      "moved entries lose uffd-wp unless the destination stays registered",
      "\"mm: clear uffd-wp PTE/PMD state on mremap()\" (CVE-2025-21696)"},
+    {rule::uffd_dropped_destination_unmerged,
+     "uffd_dropped_destination_unmerged",
+     {0, 0, 0},
+     {7, 3, 0},
+     true,
+     "a destination whose userfaultfd context stays behind (no UFFD_FEATURE_EVENT_REMAP) loses "
+     "it in mremap_userfaultfd_prep(); if copy_vma() merged it with neighbours registered with "
+     "the same context, they lose it too and their faults no longer reach the monitor. "
+     "copy_vma() refuses such a merge in 7.3.4 and, through stable, Debian 6.12.118; Debian "
+     "5.10.262, 6.1.176, 6.1.192 and 6.12.95 merge. The upstream release is not verified",
+     "a destination whose userfaultfd context is dropped merges with no neighbour",
+     "copy_vma() refuses the merge; release not verified, 7.3 has it"},
 };
 
 constexpr bool every_row_summarised() {

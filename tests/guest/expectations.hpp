@@ -47,6 +47,7 @@ enum class rule {
   emptied_source_drops_anon_vma, // a source moved whole lets go of its anon_vma
   fixed_target_unmapped_first, // a FIXED target is unmapped before the source is looked up
   uffd_wp_cleared_on_move,     // moved entries lose uffd-wp unless the destination stays registered
+  uffd_dropped_destination_unmerged, // a destination losing its uffd context merges with nothing
 };
 
 // One row of the table: [legacy_from, legacy_until) are the kernels whose own

@@ -190,6 +190,44 @@ TEST_P(Userfaultfd, DestinationUnregisteredWithoutEventRemap) {
       << smaps->text;
 }
 
+// A source registered without UFFD_FEATURE_EVENT_REMAP, moved into a gap
+// between two VMAs registered with the same context that it could merge
+// with (it came from between them): the destination loses the context, and
+// must not take the neighbours' with it by merging with them first.
+TEST_P(Userfaultfd, MoveIntoARegisteredGapLeavesTheNeighboursRegistered) {
+  open_uffd(0);
+  if (IsSkipped() || HasFatalFailure()) return;
+  const std::size_t page = page_size();
+  auto area = guarded::anon(3 * page);
+  auto away = guarded::hole(page);
+  ASSERT_TRUE(area && away);
+  char *const a = area.get();
+  fill(a, 3 * page, per_page('n'));
+  // The middle page, moved out by a plain mremap(), keeps its anon_vma and
+  // page offset: moved back, it fits between its old neighbours exactly.
+  void *const s = ::mremap(a + page, page, page, MREMAP_MAYMOVE | MREMAP_FIXED, away.get());
+  ASSERT_EQ(s, static_cast<void *>(away.get())) << "mremap: " << std::strerror(errno);
+  register_missing(a, page);
+  register_missing(a + 2 * page, page);
+  register_missing(s, page);
+  ASSERT_FALSE(HasFatalFailure());
+
+  const auto r = move_fixed(s, page, a + page);
+  ASSERT_TRUE(r) << describe(r);
+  const auto before = procfs::smaps_at(a), after = procfs::smaps_at(a + 2 * page),
+             dst = procfs::smaps_at(a + page);
+  ASSERT_TRUE(before && after && dst);
+  const bool kept = before->has_flag("um") && after->has_flag("um");
+  const bool apart = before->area.end == reinterpret_cast<std::uintptr_t>(a + page) &&
+                     dst->area.end == reinterpret_cast<std::uintptr_t>(a + 2 * page);
+  const bool newest = kept && apart && !dst->has_flag("um");
+  const bool legacy = !kept && !apart;  // one VMA, unregistered
+  EXPECT_TRUE(allowed(expect(rule::uffd_dropped_destination_unmerged), newest, legacy))
+      << "neighbours " << (kept ? "registered" : "unregistered") << ", destination "
+      << (apart ? "apart" : "merged") << "\n"
+      << procfs::maps_excerpt({{a, 3 * page}});
+}
+
 // 6.17+: a FIXED range over several VMAs moves them one at a time, with no
 // rollback. An armed VMA moves only on its own, so one after the first
 // stops the call with EFAULT - after the VMAs before it have moved, their
