@@ -9,13 +9,14 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <linux/btf.h>
 #include <linux/stddef.h>
 #include <linux/string.h>
 
 #include "compat.h"
 
 #ifdef DONTUNMAP_CHECK_BTF
+/* Only here: 5.10's linux/btf.h does not build on its own. */
+#include <linux/btf.h>
 
 /* As declared in compat.h. */
 static const struct {
