@@ -4,6 +4,9 @@
 #                  on every kernel of tests/vm/kernels, print one summary
 #                  (KERNELS="6.1-amd64 ..." limits the kernels)
 #   make demo      show the main job in a guest (DEMO_KERNEL, default 6.1-amd64)
+#   make check-deep  make check with three seeds of the stress and the fuzzer,
+#                  each three times as long, and three times the differential
+#                  scenarios (about three hours)
 #
 #   make module    build dontunmap.ko for the running kernel (KDIR=... for another)
 #   make lib       build libdontunmap, its tests and examples in build/
@@ -18,12 +21,15 @@ KDIR        ?= /lib/modules/$(shell uname -r)/build
 # apt-get when missing, as tests/check and tests/demo do.
 BUILD_PACKAGES = bash -euo pipefail -c '. tests/vm/lib.sh && ensure_build_packages' make
 
-.PHONY: all check demo module module-clean lib checkpatch readme semantics
+.PHONY: all check check-deep demo module module-clean lib checkpatch readme semantics
 
 all: lib
 
 check:
 	tests/check --build $(BUILD) $(if $(KERNELS),--kernels "$(KERNELS)")
+
+check-deep:
+	tests/check --build $(BUILD) --deep $(if $(KERNELS),--kernels "$(KERNELS)")
 
 demo:
 	tests/demo --build $(BUILD) --kernel $(DEMO_KERNEL)
