@@ -6,7 +6,7 @@
 #   make demo      show the main job in a guest (DEMO_KERNEL, default 6.1-amd64)
 #   make check-deep  make check with three seeds of the stress and the fuzzer,
 #                  each three times as long, and three times the differential
-#                  scenarios (about three hours)
+#                  scenarios
 #
 #   make module    build dontunmap.ko for the running kernel (KDIR=... for another)
 #   make lib       build libdontunmap, its tests and examples in build/
