@@ -301,8 +301,10 @@ static long prep_move_vma(struct vma_remap_struct *vrm)
  * is then dropped from the destination VMA, and from every neighbour that
  * VMA took in - registered neighbours of the same context would stop
  * reporting faults. 7.3's copy_vma() refuses that merge itself ("If not
- * registered for remap, uffd context will be cleared"); older ones merge.
- * Here the source lends copy_vma() no context: its uffd flags stay, so no
+ * registered for remap, uffd context will be cleared"), as do stable
+ * kernels with the backport (Debian 6.12.118); others merge (5.10.262,
+ * 6.1.176, 6.1.192, 6.12.95), and a sublevel cannot tell which. Below 7.3
+ * the source lends copy_vma() no context: its uffd flags stay, so no
  * neighbour matches, and the new VMA gets the context back for
  * mremap_userfaultfd_prep() to drop as usual.
  */
@@ -312,14 +314,16 @@ copy_vma_unmerged_uffd(struct vm_area_struct **vmap,
 {
 	struct vm_userfaultfd_ctx ctx = NULL_VM_UFFD_CTX;
 	struct vm_area_struct *new_vma;
+	bool lent = false;
 
 	if (!DONTUNMAP_KV(7, 3) && dontunmap_uffd_dropped_on_move(*vmap)) {
 		ctx = (*vmap)->vm_userfaultfd_ctx;
 		(*vmap)->vm_userfaultfd_ctx = NULL_VM_UFFD_CTX;
+		lent = true;
 	}
 	new_vma = dontunmap_copy_vma(vmap, vrm->addr, vrm->new_addr,
 				     vrm->new_len, need_rmap_locks);
-	if (ctx.ctx) {
+	if (lent) {
 		(*vmap)->vm_userfaultfd_ctx = ctx;
 		if (new_vma)
 			new_vma->vm_userfaultfd_ctx = ctx;
