@@ -520,6 +520,12 @@ chroot_configure() {
 	EOF
 	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 	chmod 755 "$root/usr/sbin/policy-rc.d"
+	# A toolchain chroot never boots: a kernel image installed into it (the
+	# headers of bookworm-backports' 6.12 depend on theirs) needs no
+	# initramfs, whose build would be most of that install's time.
+	chroot_run "$root" dpkg-divert --local --rename --add /usr/sbin/update-initramfs >/dev/null
+	printf '#!/bin/sh\nexit 0\n' >"$root/usr/sbin/update-initramfs"
+	chmod 755 "$root/usr/sbin/update-initramfs"
 	for arch in $(stamp_field "$config" foreign); do
 		chroot_run "$root" dpkg --add-architecture "$arch"
 	done
