@@ -115,15 +115,26 @@ ensure_packages() {
 	done
 	((${#missing[@]} == 0)) && return 0
 	log "installing ${missing[*]}"
-	host_apt_update_once
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+	host_apt_install "${missing[@]}"
 }
 
-HOST_APT_UPDATED=
-host_apt_update_once() {
-	[[ -n $HOST_APT_UPDATED ]] && return 0
-	apt-get update -q >&2
-	HOST_APT_UPDATED=1
+readonly HOST_APT_LOCK=/run/lock/dontunmap-apt.lock
+
+# host_apt_install PACKAGE[:ARCH][=VERSION]...: apt-get install on the host,
+# its package lists updated first when they do not know one of them. One
+# at a time: tests/check provisions rows while its lanes boot guests, and
+# either may find a package missing.
+host_apt_install() {
+	(
+		local spec
+		hold_lock "$HOST_APT_LOCK"
+		for spec in "$@"; do
+			apt-cache show "$spec" >/dev/null 2>&1 && continue
+			apt-get update -q >&2
+			break
+		done
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
+	)
 }
 
 # What building libdontunmap, its tests, the guest programs and the demo with
@@ -262,10 +273,21 @@ apt_private() {
 		"$@"
 }
 
+# apt_private_update SUITE ARCH: the package lists of (SUITE, ARCH), fetched
+# unless another process fetched them in the last half hour: tests/check
+# prepares rows side by side, and two rows of one suite would otherwise
+# update its lists at once, one of them under the other's readers.
 apt_private_update() {
-	apt_private_setup "$1" "$2"
-	log "updating package lists of $1/$2"
-	apt_private "$1" "$2" apt-get update -q >&2
+	local stamp
+	stamp=$(apt_private_dir "$1" "$2")/updated
+	(
+		hold_lock "$stamp.lock"
+		[[ -z $(find "$stamp" -mmin -30 2>/dev/null) ]] || exit 0
+		apt_private_setup "$1" "$2"
+		log "updating package lists of $1/$2"
+		apt_private "$1" "$2" apt-get update -q >&2
+		touch "$stamp"
+	)
 }
 
 # downloaded_deb DEST PACKAGE VERSION ARCH: the .deb of that version in DEST,
@@ -541,13 +563,13 @@ chroot_configure() {
 # do not know one of them.
 toolchain_apt_install() {
 	local spec
+	if [[ -z $TC_ROOT ]]; then
+		host_apt_install "$@"
+		return
+	fi
 	for spec in "$@"; do
 		tc_run apt-cache show "$spec" >/dev/null 2>&1 && continue
-		if [[ -z $TC_ROOT ]]; then
-			host_apt_update_once
-		else
-			tc_run apt-get update -q >&2
-		fi
+		tc_run apt-get update -q >&2
 		break
 	done
 	DEBIAN_FRONTEND=noninteractive tc_run apt-get install -y -q --no-install-recommends "$@" >&2
