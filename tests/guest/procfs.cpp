@@ -229,7 +229,11 @@ std::optional<std::string> read_text(const std::string &path) {
 }
 
 bool write_text(const std::string &path, std::string_view value) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  return write_text(path.c_str(), value);
+}
+
+bool write_text(const char *path, std::string_view value) {
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
   const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
   return ::close(fd) == 0 && ok;

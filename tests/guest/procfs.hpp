@@ -74,5 +74,8 @@ std::optional<std::uint64_t> meminfo_kb(std::string_view field);
 // Whole small files (sysctls), trailing newline stripped.
 std::optional<std::string> read_text(const std::string &path);
 bool write_text(const std::string &path, std::string_view value);
+// The same without allocating: what puts vm.overcommit_* back must work
+// while they refuse every new charge (a std::string path may need heap).
+bool write_text(const char *path, std::string_view value);
 
 }  // namespace dontunmap::test::procfs

@@ -7,8 +7,10 @@
 // rlimit nor the moment of a tiny system limit touches the test process;
 // sysctls are put back by guards as soon as the child has answered, and
 // again when the test ends however it ends.
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -94,25 +96,45 @@ class ResourceLimits : public backend_test {
     EXPECT_EQ(*r, ENOMEM) << "rlimit one half move above " << status_field << ": " << text(*r);
   }
 
-  // body's answer from a child that runs it while vm.overcommit_memory=2
-  // with ratio 0 refuses every new charge (CommitLimit is the swap alone,
-  // below Committed_AS). The child is forked before the limit drops: fork
-  // charges the child's copy too. nullopt, with a failure, if that fails.
-  static std::optional<int> with_charges_refused(overcommit_guard &overcommit,
-                                                 std::function<int()> body) {
-    child_process child(std::move(body));
-    if (!child.started() || !child.prepared()) {
-      ADD_FAILURE() << "the child died";
+  // The child's answer to `call`, made while vm.overcommit_memory=2 with
+  // ratio 0 refuses every new charge (CommitLimit is the swap alone, below
+  // Committed_AS), then passed through `check`, which runs only once the
+  // limit is lifted again: what it reads of /proc allocates, and under the
+  // limit even a malloc() of the child's can fail. The child is forked
+  // before the limit drops: fork charges the child's copy too. nullopt,
+  // with a failure, if the child dies.
+  static std::optional<int> with_charges_refused(
+      overcommit_guard &overcommit, std::function<int()> call,
+      std::function<int(int)> check = [](int r) { return r; }) {
+    int answered[2], lifted[2];
+    if (::pipe2(answered, O_CLOEXEC) != 0) return std::nullopt;
+    if (::pipe2(lifted, O_CLOEXEC) != 0) {
+      ::close(answered[0]);
+      ::close(answered[1]);
       return std::nullopt;
     }
-    if (!overcommit.set_never(0)) {
-      ADD_FAILURE() << "cannot set vm.overcommit_*";
-      return std::nullopt;
+    child_process child([&] {
+      const int r = call();
+      char byte = 0;
+      if (::write(answered[1], &r, sizeof(r)) != sizeof(r) || ::read(lifted[0], &byte, 1) != 1)
+        return setup_failed + EPIPE;
+      return check(r);
+    });
+    ::close(answered[1]);
+    ::close(lifted[0]);
+    std::optional<int> r;
+    if (child.started() && child.prepared() && overcommit.set_never(0)) {
+      child.go();
+      int answer = 0;
+      const bool ok = ::read(answered[0], &answer, sizeof(answer)) == sizeof(answer);
+      overcommit.restore();
+      if (ok && ::write(lifted[1], "", 1) == 1) r = child.result();
     }
-    child.go();
-    const auto r = child.result();
+    ::close(answered[0]);
+    ::close(lifted[1]);
     overcommit.restore();
-    if (!r) ADD_FAILURE() << "the child died";
+    if (!r) ADD_FAILURE() << "the child died or vm.overcommit_* could not be set: "
+                          << child.ending();
     return r;
   }
 
@@ -174,19 +196,20 @@ TEST_P(ResourceLimits, OvercommitRefusalLeavesMergedNeighbourAsItWas) {
   ASSERT_TRUE(src);
   const std::string before = procfs::maps_excerpt({{neighbour, 3 * kLen}, {src.get(), kLen}});
 
-  const auto r = with_charges_refused(overcommit, [&] {
-    const int r = outcome(move_fixed(src.get(), kLen, target));
-    const auto n = procfs::smaps_at(neighbour);
-    const std::string after =
-        procfs::maps_excerpt({{neighbour, 3 * kLen}, {src.get(), kLen}});
-    if (r != ENOMEM) return r;
-    if (after != before || !n || !n->has_flag("ac")) {
-      std::fprintf(stderr, "before:\n%s\nafter:\n%s\nneighbour:\n%s\n", before.c_str(),
-                   after.c_str(), n ? n->text.c_str() : "(none)");
-      return setup_failed - 1;
-    }
-    return ENOMEM;
-  });
+  const auto r = with_charges_refused(
+      overcommit, [&] { return outcome(move_fixed(src.get(), kLen, target)); },
+      [&](int r) {
+        const auto n = procfs::smaps_at(neighbour);
+        const std::string after =
+            procfs::maps_excerpt({{neighbour, 3 * kLen}, {src.get(), kLen}});
+        if (r != ENOMEM) return r;
+        if (after != before || !n || !n->has_flag("ac")) {
+          std::fprintf(stderr, "before:\n%s\nafter:\n%s\nneighbour:\n%s\n", before.c_str(),
+                       after.c_str(), n ? n->text.c_str() : "(none)");
+          return setup_failed - 1;
+        }
+        return ENOMEM;
+      });
   if (!r) return;
   EXPECT_NE(*r, setup_failed - 1) << "the refused move changed the maps (see stderr)";
   EXPECT_EQ(*r, ENOMEM) << text(*r);

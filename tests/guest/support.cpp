@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <sstream>
 #include <utility>
 
@@ -285,14 +286,26 @@ child_process::child_process(std::function<int()> body, std::function<long()> pr
     return;
   }
   if (pid == 0) {
-    ::close(down[1]);
-    ::close(up[0]);
-    const long prepared = prepare ? prepare() : 0;
-    char go = 0;
-    if (!write_full(up[1], &prepared, sizeof(prepared)) || !read_full(down[0], &go, 1))
-      ::_exit(127);
-    const int result = body();
-    ::_exit(write_full(up[1], &result, sizeof(result)) ? 0 : 127);
+    // Nothing may leave this block but _exit(): an exception thrown out of
+    // `body` (bad_alloc under a refused charge, say) would otherwise land
+    // in gtest, and the child would go on running the remaining tests.
+    try {
+      ::close(down[1]);
+      ::close(up[0]);
+      const long prepared = prepare ? prepare() : 0;
+      char go = 0;
+      if (!write_full(up[1], &prepared, sizeof(prepared)) || !read_full(down[0], &go, 1))
+        ::_exit(127);
+      const int result = body();
+      ::_exit(write_full(up[1], &result, sizeof(result)) ? 0 : 127);
+    } catch (const std::exception &e) {
+      const char *what = e.what();
+      (void)!::write(STDERR_FILENO, what, std::strlen(what));
+      (void)!::write(STDERR_FILENO, "\n", 1);
+      ::_exit(126);
+    } catch (...) {
+      ::_exit(126);
+    }
   }
   ::close(down[0]);
   ::close(up[1]);
@@ -328,9 +341,19 @@ std::optional<int> child_process::result() {
   int value = 0;
   const bool ok = prepared() && read_full(from_child_, &value, sizeof(value));
   int status = 0;
-  if (pid_ > 0 && ::waitpid(pid_, &status, 0) == pid_) pid_ = -1;
+  if (pid_ > 0 && ::waitpid(pid_, &status, 0) == pid_) {
+    pid_ = -1;
+    status_ = status;
+  }
   if (!ok) return std::nullopt;
   return value;
+}
+
+std::string child_process::ending() const {
+  if (status_ < 0) return "not reaped";
+  if (WIFSIGNALED(status_)) return "signal " + std::to_string(WTERMSIG(status_));
+  const int code = WEXITSTATUS(status_);
+  return "exit status " + std::to_string(code) + (code == 126 ? " (an exception)" : "");
 }
 
 }  // namespace dontunmap::test

@@ -234,9 +234,13 @@ class child_process {
   std::optional<long> prepared();  // prepare()'s value
   void go();
   std::optional<int> result();  // body()'s value; nullopt if the child died
+  // After result(): how the child ended ("exit status 126 (an exception)",
+  // "signal 11"), for a message when it died.
+  std::string ending() const;
 
  private:
   int pid_ = -1;
+  int status_ = -1;
   int to_child_ = -1;
   int from_child_ = -1;
   std::optional<long> prepared_;
