@@ -126,14 +126,9 @@ readonly HOST_APT_LOCK=/run/lock/dontunmap-apt.lock
 # either may find a package missing.
 host_apt_install() {
 	(
-		local spec
+		TC_ROOT=''
 		hold_lock "$HOST_APT_LOCK"
-		for spec in "$@"; do
-			apt-cache show "$spec" >/dev/null 2>&1 && continue
-			apt-get update -q >&2
-			break
-		done
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >&2
+		tc_apt_install "$@"
 	)
 }
 
@@ -560,13 +555,18 @@ chroot_configure() {
 
 # toolchain_apt_install PACKAGE[:ARCH][=VERSION]...: apt-get install in the
 # toolchain (a user's plain apt), its package lists updated first when they
-# do not know one of them.
+# do not know one of them; on the host, under the host's apt lock.
 toolchain_apt_install() {
-	local spec
 	if [[ -z $TC_ROOT ]]; then
 		host_apt_install "$@"
-		return
+	else
+		tc_apt_install "$@"
 	fi
+}
+
+# tc_apt_install PACKAGE...: toolchain_apt_install without the lock.
+tc_apt_install() {
+	local spec
 	for spec in "$@"; do
 		tc_run apt-cache show "$spec" >/dev/null 2>&1 && continue
 		tc_run apt-get update -q >&2
