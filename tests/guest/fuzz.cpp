@@ -20,9 +20,10 @@
 // /dev/dontunmap is absent.
 //
 // Before the pool is built and after it is unmapped again, the process's
-// map count (which must not drift) and Committed_AS are printed; where the
-// kernel has kmemleak, a scan must find nothing whose backtrace names the
-// module. The last line is
+// map count (which must not drift), Committed_AS and the vm_area_struct
+// slab's objects in use (which must not grow; counted where the cache is
+// not merged with others) are printed; where the kernel has kmemleak, a
+// scan must find nothing whose backtrace names the module. The last line is
 //   fuzz: PASS seed=S calls=C ok=K errors=E racy=R seconds=T
 // or `fuzz: FAIL ...` with the first mismatch; the status is 0 or 1. The
 // kernel must stay silent too: tests/vm/run fails (90) on any splat.
@@ -41,7 +42,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
+#include <string>
 
 #include "expectations.hpp"
 #include "fuzz.hpp"
@@ -324,45 +327,27 @@ std::optional<options> parse(int argc, char **argv) {
   return o;
 }
 
-// Where the kernel has kmemleak (the debug rows): the blocks of its
-// report, after two scans as it wants, whose backtrace names the module,
-// as module-lifecycle reads them. nullopt without kmemleak.
-std::optional<std::vector<std::string>> kmemleak_module_blocks() {
-  const std::string path = "/sys/kernel/debug/kmemleak";
-  if (!procfs::write_text(path, "scan") || !procfs::write_text(path, "scan")) return std::nullopt;
-  const auto text = procfs::read_text(path);
-  if (!text) return std::nullopt;
-  std::vector<std::string> out;
-  std::string block;
-  const auto flush = [&] {
-    if (block.find("dontunmap") != std::string::npos) out.push_back(block);
-    block.clear();
-  };
-  std::size_t i = 0;
-  while (i < text->size()) {
-    const std::size_t nl = text->find('\n', i);
-    const std::string line = text->substr(i, nl == std::string::npos ? nl : nl - i);
-    if (line.rfind("unreferenced object", 0) == 0) flush();
-    block += line + "\n";
-    if (nl == std::string::npos) break;
-    i = nl + 1;
-  }
-  flush();
-  return out;
-}
-
 // The process's map count and the system's Committed_AS, and the heap's
-// size: its growth (64 MiB at a time, M_TOP_PAD) is charged too.
+// size: its growth (64 MiB at a time, M_TOP_PAD) is charged too. The
+// vm_area_struct slab's objects in use, where they can be told apart.
 struct footprint {
   std::size_t map_count;
   std::uint64_t committed_kb;
   std::uint64_t heap_kb;
+  std::optional<std::uint64_t> vma_objs;
 };
-footprint measure() {
+// `before`: the footprint to come back to, for the slab to settle towards.
+footprint measure(const footprint *before = nullptr) {
   std::uint64_t heap = 0;
   for (const auto &v : procfs::read_maps())
     if (v.path == "[heap]") heap += v.size() / 1024;
-  return {procfs::map_count(), procfs::meminfo_kb("Committed_AS").value_or(0), heap};
+  return {procfs::map_count(), procfs::meminfo_kb("Committed_AS").value_or(0), heap,
+          before && before->vma_objs ? procfs::vma_slab_objects_down_to(*before->vma_objs)
+                                     : procfs::vma_slab_objects()};
+}
+
+std::string objects_str(const std::optional<std::uint64_t> &n) {
+  return n ? std::to_string(*n) : std::string("not counted (a merged cache)");
 }
 
 int run(const options &o) {
@@ -398,8 +383,10 @@ int run(const options &o) {
 
   racer *rc = o.race ? start_racer() : nullptr;
   const footprint before = measure();
-  std::printf("fuzz: before: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64 " kB)\n",
-              before.map_count, before.committed_kb, before.heap_kb);
+  std::printf("fuzz: before: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64
+              " kB) vm_area_struct=%s\n",
+              before.map_count, before.committed_kb, before.heap_kb,
+              objects_str(before.vma_objs).c_str());
 
   rng r(o.seed);
   pool p;
@@ -444,10 +431,12 @@ int run(const options &o) {
   const double secs = elapsed();
 
   p.close();
-  const footprint after = measure();
+  const footprint after = measure(&before);
   if (rc) stop_racer(rc);
-  std::printf("fuzz: after: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64 " kB)\n",
-              after.map_count, after.committed_kb, after.heap_kb);
+  std::printf("fuzz: after: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64
+              " kB) vm_area_struct=%s\n",
+              after.map_count, after.committed_kb, after.heap_kb,
+              objects_str(after.vma_objs).c_str());
   if (after.map_count != before.map_count) {
     ++s.mismatches;
     const std::string t = "map_count drifted from " + std::to_string(before.map_count) + " to " +
@@ -456,7 +445,15 @@ int run(const options &o) {
     for (const auto &v : procfs::read_maps()) std::printf("  %s\n", v.line.c_str());
     if (s.first_mismatch.empty()) s.first_mismatch = t;
   }
-  if (const auto leaks = kmemleak_module_blocks()) {
+  if (before.vma_objs && after.vma_objs && *after.vma_objs > *before.vma_objs) {
+    ++s.mismatches;
+    const std::string t = "vm_area_struct objects in use grew from " +
+                          std::to_string(*before.vma_objs) + " to " +
+                          std::to_string(*after.vma_objs) + " with the pool unmapped";
+    std::printf("MISMATCH %s\n", t.c_str());
+    if (s.first_mismatch.empty()) s.first_mismatch = t;
+  }
+  if (const auto leaks = procfs::kmemleak_reports_naming("dontunmap")) {
     std::printf("fuzz: kmemleak: %zu unreferenced objects naming the module\n", leaks->size());
     if (!leaks->empty()) {
       ++s.mismatches;

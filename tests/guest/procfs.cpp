@@ -239,4 +239,53 @@ bool write_text(const char *path, std::string_view value) {
   return ::close(fd) == 0 && ok;
 }
 
+std::optional<std::uint64_t> vma_slab_objects() {
+  static constexpr char kDir[] = "/sys/kernel/slab/vm_area_struct/";
+  char path[64], buf[4096];
+  std::uint64_t n = 0;
+  std::snprintf(path, sizeof(path), "%saliases", kDir);
+  if (read_into(path, buf, sizeof(buf)) <= 0 || std::sscanf(buf, "%" SCNu64, &n) != 1 || n != 0)
+    return std::nullopt;
+  std::snprintf(path, sizeof(path), "%sshrink", kDir);
+  if (!write_text(path, "1")) return std::nullopt;
+  // "objects": the number in use, then one count per node ("N0=...").
+  std::snprintf(path, sizeof(path), "%sobjects", kDir);
+  if (read_into(path, buf, sizeof(buf)) <= 0 || std::sscanf(buf, "%" SCNu64, &n) != 1)
+    return std::nullopt;
+  return n;
+}
+
+std::optional<std::uint64_t> vma_slab_objects_down_to(std::uint64_t limit) {
+  auto n = vma_slab_objects();
+  for (int i = 0; i < 50 && n && *n > limit; ++i) {
+    ::usleep(100 * 1000);
+    n = vma_slab_objects();
+  }
+  return n;
+}
+
+std::optional<std::vector<std::string>> kmemleak_reports_naming(std::string_view needle) {
+  const std::string path = "/sys/kernel/debug/kmemleak";
+  if (!write_text(path, "scan") || !write_text(path, "scan")) return std::nullopt;
+  const auto text = read_text(path);
+  if (!text) return std::nullopt;
+  std::vector<std::string> out;
+  std::string block;
+  const auto flush = [&] {
+    if (block.find(needle) != std::string::npos) out.push_back(block);
+    block.clear();
+  };
+  std::size_t i = 0;
+  while (i < text->size()) {
+    const std::size_t nl = text->find('\n', i);
+    const std::string line = text->substr(i, nl == std::string::npos ? nl : nl - i);
+    if (line.rfind("unreferenced object", 0) == 0) flush();
+    block += line + "\n";
+    if (nl == std::string::npos) break;
+    i = nl + 1;
+  }
+  flush();
+  return out;
+}
+
 }  // namespace dontunmap::test::procfs

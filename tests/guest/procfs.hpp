@@ -78,4 +78,22 @@ bool write_text(const std::string &path, std::string_view value);
 // while they refuse every new charge (a std::string path may need heap).
 bool write_text(const char *path, std::string_view value);
 
+// Kernel-wide, not the process's.
+//
+// The vm_area_struct slab's objects in use, once the cache has been shrunk
+// (kmem_cache_shrink(): SLUB flushes its per-CPU slabs, generic KASAN lets
+// go of the cache's quarantined objects), so that freed VMAs do not count.
+// nullopt where the count would not be the VMAs' alone (the cache merged
+// with others: its "aliases" is not 0) or SLUB's sysfs files cannot be
+// used. Does not allocate.
+std::optional<std::uint64_t> vma_slab_objects();
+// vma_slab_objects() until it is at most `limit`, for up to five seconds:
+// with per-VMA locks (6.4+) a freed VMA reaches the slab only after an RCU
+// grace period. The last count read.
+std::optional<std::uint64_t> vma_slab_objects_down_to(std::uint64_t limit);
+// After two kmemleak scans (it wants two), the blocks of its report whose
+// text contains `needle` ("dontunmap": a backtrace through the module).
+// nullopt where the kernel has no kmemleak.
+std::optional<std::vector<std::string>> kmemleak_reports_naming(std::string_view needle);
+
 }  // namespace dontunmap::test::procfs

@@ -41,12 +41,15 @@
 //
 // Before the slots are mapped and after they are all unmapped again it
 // reads Committed_AS, the map count, VmLck, VmPTE and the vm_area_struct
-// slab: the map count must come back exactly; Committed_AS exactly up to
-// what our own [heap] and [stack] grew by (the run allocates nothing else:
-// malloc has one arena, every thread's buffers exist before the first
-// reading and every thread lives until after the last), and VmLck to zero
-// change, each unless the running kernel's own mremap() is known to leak
-// it (expectations.cpp: source_keeps_vm_account, locked_vm_unchanged).
+// slab's objects in use (the cache shrunk first; counted where it is not
+// merged with other caches). The map count must come back exactly, and the
+// slab must not have grown; Committed_AS exactly up to what our own [heap]
+// and [stack] grew by (the run allocates nothing else: malloc has one
+// arena, every thread's buffers exist before the first reading and every
+// thread lives until after the last), and VmLck to zero change, each unless
+// the running kernel's own mremap() is known to leak it (expectations.cpp:
+// source_keeps_vm_account, locked_vm_unchanged). Where the kernel has
+// kmemleak, a scan at the end must find nothing that names the module.
 //
 // The last line is `stress: PASS seed=N threads=T ops=O moves=M forks=F
 // uffd_faults=U seconds=S map_count_delta=D committed_delta_kb=C` or the same
@@ -444,7 +447,7 @@ int run(const options &o) {
          static_cast<unsigned long long>(w.c.uffd_faults.load()));
   unmap_everything(w, window_mapped);
 
-  const gauges after = measure();
+  const gauges after = measure(&before);
   const activity act_after = activity::read();
   const std::uint64_t one = 1;
   (void)!::write(w.uffd_stop, &one, sizeof(one));
@@ -490,7 +493,18 @@ int run(const options &o) {
         std::printf("stress: VmLck drift tolerated: %s\n", locked_vm.why.c_str());
       else
         fail(w, "VmLck %+lld kB after everything was unmapped", lck_delta);
+    } else if (before.vma_objs && after.vma_objs && *after.vma_objs > *before.vma_objs) {
+      fail(w, "vm_area_struct objects in use: %" PRIu64 " before, %" PRIu64
+           " after every stress mapping was unmapped and the slab shrunk",
+           *before.vma_objs, *after.vma_objs);
     }
+  }
+  if (const auto leaks = procfs::kmemleak_reports_naming("dontunmap")) {
+    std::printf("stress: kmemleak: %zu unreferenced objects naming the module\n", leaks->size());
+    for (const auto &b : *leaks) std::printf("%s", b.c_str());
+    if (!leaks->empty() && !w.failed) fail(w, "kmemleak reports the module's objects");
+  } else {
+    std::printf("stress: kmemleak: not in this kernel, leaks not checked\n");
   }
 
   std::printf("stress: %s seed=%" PRIu64

@@ -234,7 +234,8 @@ struct gauges {
   std::size_t map_count = 0;
   std::uint64_t heap_kb = 0, stack_kb = 0;  // ours, which malloc and the main stack grow
 };
-gauges measure();
+// After: the vm_area_struct slab is given time to come down to before's.
+gauges measure(const gauges *before = nullptr);
 void print_gauges(const char *when, const gauges &g);
 long long delta(const std::optional<std::uint64_t> &a, const std::optional<std::uint64_t> &b);
 

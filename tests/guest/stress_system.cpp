@@ -219,14 +219,15 @@ std::optional<std::uint64_t> file_value(const char *path) {
   return std::nullopt;
 }
 
-gauges measure() {
+gauges measure(const gauges *before) {
   gauges g;
   g.heap_kb = mapping_kb("[heap]");
   g.stack_kb = mapping_kb("[stack]");
   g.map_count = procfs::map_count();
   g.vmlck_kb = procfs::status_kb("VmLck");
   g.vmpte_kb = procfs::status_kb("VmPTE");
-  g.vma_objs = line_value("/proc/slabinfo", "vm_area_struct");
+  g.vma_objs = before && before->vma_objs ? procfs::vma_slab_objects_down_to(*before->vma_objs)
+                                          : procfs::vma_slab_objects();
   g.committed_kb = procfs::meminfo_kb("Committed_AS");
   return g;
 }
