@@ -182,6 +182,26 @@ const rule_predicate predicates[] = {
        return false;
      },
      kLayoutAfterwards},
+    // 6.1's keep_source: a destination next to its unfaulted source merges
+    // with nothing natively, where the module merges it with the VMA on its
+    // other side.
+    {rule::adjacent_destination_merges_far_side,
+     [](const scenario &sc, const facts &f, const report &n, const report &m) {
+       if (!fact_is(f, "src", "private_anon") || !succeeded(n) ||
+           n.first("result") != m.first("result"))
+         return false;
+       const std::uint64_t src = sc.call.old_addr, dst = result_addr(n);
+       const std::uint64_t end = dst + page_align(sc.call.new_len);
+       bool alone = false, beside = false, grown = false;
+       for (const auto &[lo, hi] : vmas(n, "post.maps")) {
+         if (lo == dst && hi == end) alone = true;
+         if (src >= lo && src < hi && (hi == dst || lo == end)) beside = true;
+       }
+       for (const auto &[lo, hi] : vmas(m, "post.maps"))
+         if (dst >= lo && dst < hi) grown = lo < dst || hi > end;
+       return alone && beside && grown;
+     },
+     kLayoutAfterwards},
     {rule::emptied_source_drops_anon_vma,
      [](const scenario &, const facts &f, const report &n, const report &m) {
        return fact_is(f, "src", "private_anon") && fact_is(f, "vmas", "1") &&

@@ -125,6 +125,21 @@ constexpr row table[] = {
      "Upstream release of the fix not verified: 7.3 has it",
      "the destination never merges with the source it came from",
      "\"mm/mremap: fix locked_vm leak from MREMAP_DONTUNMAP self-merge\"; release not verified"},
+    {rule::adjacent_destination_merges_far_side,
+     "adjacent_destination_merges_far_side",
+     {0, 0, 0},
+     {6, 12, 0},
+     false,
+     "copy_vma()'s keep_source leaves only the source out of the merge when the source is "
+     "unfaulted anonymous memory next to its destination: 7.3.4 and Debian 6.12.118 clear "
+     "vmg.prev or vmg.next where it is the source (mm/vma.c), so the destination, which "
+     "keeps the page offset of its own address, still merges with the VMA on its other side. "
+     "6.1's backport of the fix (Debian 6.1.192, mm/mmap.c) cannot drop one side of "
+     "vma_merge() and refuses every merge of such a destination, so it stays a VMA of its "
+     "own. Kernels without the fix (5.10.262, 6.1.176, 6.12.95) merge all three "
+     "(unfaulted_source_self_merge)",
+     "a destination next to its unfaulted source still merges with its other neighbour",
+     "copy_vma()'s keep_source as upstream has it; 6.1's backport refuses every merge"},
     {rule::next_vma_gains_vm_account,
      "next_vma_gains_vm_account",
      {0, 0, 0},

@@ -43,6 +43,7 @@ enum class rule {
   call_checked_before_source,  // destination and map-count checks precede the source lookup
   map_count_headroom,          // free vm.max_map_count slots a move needs
   unfaulted_source_self_merge, // an unfaulted source merges with a destination next to it
+  adjacent_destination_merges_far_side, // ... which still merges with its other neighbour
   next_vma_gains_vm_account,   // a partial move sets VM_ACCOUNT on the VMA after the source
   emptied_source_drops_anon_vma, // a source moved whole lets go of its anon_vma
   fixed_target_unmapped_first, // a FIXED target is unmapped before the source is looked up

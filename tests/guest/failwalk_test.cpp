@@ -589,6 +589,23 @@ bool adjacent_unfaulted(scene &s) { return adjacent_unfaulted_of(s, kLen); }
 // CPU under OVERCOMMIT_NEVER on the guests), so the check sees the charge.
 bool adjacent_unfaulted_large(scene &s) { return adjacent_unfaulted_of(s, 16 * kLen); }
 
+// An unfaulted anonymous source right before its MREMAP_FIXED target, and
+// after the target an unfaulted VMA of the same kind: the destination
+// merges with that VMA, never with the source (copy_vma()'s keep_source;
+// below 7.3 the module lends the source the target's page offset for the
+// call, and a failure inside copy_vma() must find it given back).
+bool unfaulted_source_beside_target(scene &s) {
+  auto area = guarded::anon(3 * kLen);
+  if (!area || ::munmap(area.get() + kLen, kLen)) return false;
+  s.src = area.get();
+  s.len = kLen;
+  s.content = zeros();  // never written: no anon_vma
+  s.target = area.get() + kLen;
+  s.flags = MREMAP_FIXED;
+  s.keep.push_back(std::move(area));
+  return true;
+}
+
 const walk_scenario kScenarios[] = {
     {"PopulatedPrivateAnon", private_anon},
     {"TransparentHugePages", thp},
@@ -600,6 +617,7 @@ const walk_scenario kScenarios[] = {
     {"UserfaultfdSourceWithEventRemap", uffd_source},
     {"AdjacentUnfaultedDestination", adjacent_unfaulted},
     {"ChargeRefusedNextToAMergeableNeighbour", adjacent_unfaulted_large, true},
+    {"UnfaultedSourceBesideItsTarget", unfaulted_source_beside_target},
 };
 
 // ---------------------------------------------------------------------------

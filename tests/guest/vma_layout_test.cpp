@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "support.hpp"
 
@@ -19,7 +20,10 @@ namespace {
 
 std::uintptr_t at(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
 
-class VmaLayout : public backend_test {};
+class VmaLayout : public backend_test {
+ protected:
+  void move_next_to_its_source(bool source_first, bool faulted_neighbour);
+};
 
 // DONTUNMAP unmaps nothing, so an unlocked source is not split: the range
 // taken from its middle is left as page-table-less memory inside the same
@@ -198,6 +202,127 @@ TEST_P(VmaLayout, FixedMoveOfUffdArmedVmaAmongOthersIsEfault) {
   }
   ::close(uffd);
   ASSERT_TRUE(registered) << "UFFDIO_API/REGISTER: " << std::strerror(err);
+}
+
+// A destination right next to its source, an unfaulted anonymous one:
+// copy_vma() gives the destination the page offset of its own address, so
+// it could continue the source. keep_source (7.3) leaves the source out of
+// the merge, and only the source: the VMA on the destination's other side
+// still takes it in, unfaulted or faulted, and the map count does not grow.
+//
+//   before the move    [S][ ][N]
+//   newest             [S][D N]
+//   6.1's keep_source  [S][D][N]  (adjacent_destination_merges_far_side)
+//   no keep_source     [S D N]    (unfaulted_source_self_merge)
+void VmaLayout::move_next_to_its_source(bool source_first, bool faulted_neighbour) {
+  const std::size_t page = page_size();
+  auto area = guarded::anon(3 * page);
+  ASSERT_TRUE(area);
+  char *const hole = area.get() + page;
+  ASSERT_EQ(::munmap(hole, page), 0);
+  char *const src = source_first ? area.get() : area.get() + 2 * page;
+  char *const other = source_first ? area.get() + 2 * page : area.get();
+  // Written only now that it is a VMA of its own: the source stays unfaulted.
+  if (faulted_neighbour) fill(other, page, uniform('n'));
+  const std::string before = procfs::maps_excerpt({{area.get(), 3 * page}});
+
+  const std::size_t count = procfs::map_count();
+  const auto r = move_fixed(src, page, hole);
+  const std::size_t count_after = procfs::map_count();
+  ASSERT_TRUE(r) << describe(r) << before;
+  ASSERT_EQ(*r, static_cast<void *>(hole));
+  const auto layout = before + procfs::maps_excerpt({{area.get(), 3 * page}});
+  const auto vmas = procfs::vmas_in(area.get(), 3 * page);
+
+  const auto self = expect(rule::unfaulted_source_self_merge);
+  const bool self_merged = vmas.size() == 1;
+  EXPECT_TRUE(allowed(self, !self_merged, self_merged)) << self.why << layout;
+  if (self_merged) return;
+
+  const auto e = expect(rule::adjacent_destination_merges_far_side);
+  const bool merged = vmas.size() == 2;
+  const bool alone = vmas.size() == 3;
+  EXPECT_TRUE(allowed(e, merged, alone)) << e.why << layout;
+  EXPECT_EQ(count_after, count + (merged ? 0 : 1)) << "map_count" << layout;
+  if (merged) {
+    const auto &source = source_first ? vmas[0] : vmas[1];
+    const auto &dest = source_first ? vmas[1] : vmas[0];
+    EXPECT_EQ(source.start, at(src)) << "the source changed" << layout;
+    EXPECT_EQ(source.end, at(src + page)) << "the source changed" << layout;
+    EXPECT_TRUE(dest.contains(hole) && dest.contains(other)) << layout;
+  }
+  EXPECT_TRUE(holds(src, page, zeros())) << layout;
+  EXPECT_TRUE(holds(hole, page, zeros())) << layout;
+  if (faulted_neighbour) {
+    EXPECT_TRUE(holds(other, page, uniform('n'))) << layout;
+  }
+}
+
+TEST_P(VmaLayout, DestinationAfterItsSourceMergesWithTheVmaAfterIt) {
+  move_next_to_its_source(true, false);
+}
+
+TEST_P(VmaLayout, DestinationBeforeItsSourceMergesWithTheVmaBeforeIt) {
+  move_next_to_its_source(false, false);
+}
+
+TEST_P(VmaLayout, DestinationNextToItsSourceMergesWithAFaultedNeighbour) {
+  move_next_to_its_source(true, true);
+}
+
+// A source partly moved to right after itself keeps no anon_vma: it had
+// none, and copy_vma()'s keep_source leaves the source alone. Made alike
+// by madvise(), it then joins a faulted neighbour, as a VMA without an
+// anon_vma may; one with an anon_vma of its own could not. (VM_DONTCOPY
+// keeps the two apart until then: an anon_vma given to the source during
+// the move cannot be the neighbour's, as anon_vma_compatible() ignores
+// only the access flags.)
+//
+//   [F: written, MADV_DONTFORK][S S: never written][ ] -> move the second
+//   S page into the hole, then MADV_DONTFORK the source: [F S S][D]
+TEST_P(VmaLayout, UnfaultedSourceNextToItsDestinationStaysUnfaulted) {
+  const std::size_t page = page_size();
+  auto area = guarded::hole(4 * page);
+  ASSERT_TRUE(area);
+  char *const neighbour = area.get();
+  char *const src = neighbour + page;
+  char *const target = neighbour + 3 * page;
+  ASSERT_NE(::mmap(neighbour, page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0),
+            MAP_FAILED)
+      << std::strerror(errno);
+  ASSERT_EQ(::madvise(neighbour, page, MADV_DONTFORK), 0) << std::strerror(errno);
+  fill(neighbour, page, uniform('f'));
+  ASSERT_NE(::mmap(src, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                   -1, 0),
+            MAP_FAILED)
+      << std::strerror(errno);
+  const std::string before = procfs::maps_excerpt({{neighbour, 4 * page}});
+  ASSERT_EQ(procfs::vmas_in(neighbour, 3 * page).size(), 2u) << before;
+
+  const auto r = move_fixed(src + page, page, target);
+  ASSERT_TRUE(r) << describe(r) << before;
+  const std::string moved = before + procfs::maps_excerpt({{neighbour, 4 * page}});
+  const auto source = procfs::vma_at(src);
+  ASSERT_TRUE(source) << moved;
+  const auto self = expect(rule::unfaulted_source_self_merge);
+  const bool self_merged = source->contains(target);
+  EXPECT_TRUE(allowed(self, !self_merged, self_merged)) << self.why << moved;
+  if (self_merged) return;
+  EXPECT_EQ(source->start, at(src)) << moved;
+  EXPECT_EQ(source->end, at(src + 2 * page)) << moved;
+
+  ASSERT_EQ(::madvise(src, 2 * page, MADV_DONTFORK), 0) << std::strerror(errno);
+  const std::string after = moved + procfs::maps_excerpt({{neighbour, 4 * page}});
+  const auto joined = procfs::vmas_in(neighbour, 3 * page);
+  ASSERT_EQ(joined.size(), 1u) << "the source no longer joins its faulted neighbour: it "
+                                  "gained an anon_vma in the move"
+                               << after;
+  EXPECT_EQ(joined[0].start, at(neighbour)) << after;
+  EXPECT_EQ(joined[0].end, at(src + 2 * page)) << after;
+  EXPECT_TRUE(holds(neighbour, page, uniform('f'))) << after;
+  EXPECT_TRUE(holds(src, 2 * page, zeros())) << after;
+  EXPECT_TRUE(holds(target, page, zeros())) << after;
 }
 
 DONTUNMAP_INSTANTIATE_BACKENDS(VmaLayout);
