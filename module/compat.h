@@ -66,11 +66,15 @@
  * mm/vma.h, which header packages do not ship, so 6.12 goes by sublevel
  * (and the load checks the choice against BTF).
  *
- * Without @keep_source, copy_vma() may merge an unfaulted anonymous source
- * with a destination right next to it. The module avoids that case itself:
- * it gives such a source an anon_vma first, after which copy_vma() keeps
- * the destination's pgoff linear to the source's, and a merge with the
- * source would then need a pgoff only an empty range has.
+ * 7.3's rule, and the 6.12 backport's: for an unfaulted anonymous source
+ * the source alone is left out of the merge (vmg.prev/vmg.next cleared when
+ * they are the source); the destination keeps the offset of its own
+ * address and may merge with the neighbour on its other side. Without
+ * @keep_source, copy_vma() merges the destination with a source right next
+ * to it. 6.1's backport (6.1.192) cannot clear one side of vma_merge(), so
+ * it refuses every merge when the destination touches the source, the
+ * other neighbour's too. On both the module hides the source from
+ * vma_merge() itself (dontunmap_copy_vma_keep_source() below).
  */
 #if DONTUNMAP_KV(7, 3)
 /*
@@ -94,8 +98,13 @@ struct vm_area_struct *copy_vma(struct vm_area_struct **vmap,
 	bool *need_rmap_locks);
 #endif
 #endif
-#ifndef DONTUNMAP_HAVE_COPY_VMA_KEEP_SOURCE
-#define DONTUNMAP_NEED_ANON_VMA_PREPARE
+/*
+ * Only 6.12's and 7.3's @keep_source were read to leave out the source
+ * alone; a 5.10 backport would lack the merge state 6.1's lacks.
+ */
+#if !defined(DONTUNMAP_HAVE_COPY_VMA_KEEP_SOURCE) || \
+	!(DONTUNMAP_KV(6, 12) || DONTUNMAP_KV(7, 3))
+#define DONTUNMAP_NEED_KEEP_SOURCE
 #endif
 
 /*
@@ -224,6 +233,74 @@ static inline bool dontunmap_pte_marker_uffd_wp(pte_t pte)
 #define static_call_query(name) (READ_ONCE(STATIC_CALL_KEY(name).func))
 #endif
 
+#ifdef DONTUNMAP_NEED_KEEP_SOURCE
+/*
+ * copy_vma(keep_source) as 7.3 has it, from a copy_vma() without it (5.10,
+ * 6.1.176, 6.12 before 6.12.115) or with 6.1's, which is not asked to keep
+ * the source here since it would refuse the other neighbour too (Debian
+ * 6.1.192's refuses every merge of a destination next to its source).
+ *
+ * copy_vma() gives the copy of an unfaulted anonymous source the page
+ * offset of its new address, addr >> PAGE_SHIFT, whatever the source's own
+ * vm_pgoff, and vma_merge() then wants vm_pgoff of each neighbour to
+ * continue it. Everything else vma_merge() compares (flags, file, anon_vma,
+ * policy, userfaultfd context, name) the copy takes from the source, so a
+ * source next to its destination always matches there; its vm_pgoff is
+ * the one thing that can tell it apart. For the call the source borrows
+ * the copy's own offset: a VMA that starts at the copy's offset can neither
+ * end where the copy begins nor begin where it ends, so vma_merge() refuses
+ * the source and judges the other neighbour as 7.3 does. The source gets
+ * nothing it did not have (the module used to give it an anon_vma, which
+ * it kept after a partial or a failed move, and which kept the copy's
+ * offset linear to the source's, so that it merged with nothing).
+ *
+ * Nothing else reads that vm_pgoff meanwhile: the mmap lock is held for
+ * writing (and, 6.4+, the source is write-locked against per-VMA-lock
+ * faults), and a VMA with neither an anon_vma nor a file is in no rmap
+ * tree, so no rmap walk finds it. copy_vma() reads it once more, for
+ * *need_rmap_locks of a merged copy: that is recomputed below with the
+ * source's own offset.
+ */
+static inline struct vm_area_struct *
+dontunmap_copy_vma_keep_source(struct vm_area_struct **vmap,
+			       unsigned long addr, unsigned long len,
+			       pgoff_t pgoff, bool *need_rmap_locks)
+{
+	struct vm_area_struct *vma = *vmap;
+	const pgoff_t own_pgoff = vma->vm_pgoff;
+	struct vm_area_struct *new_vma;
+	bool borrowed = false;
+
+	if (vma_is_anonymous(vma) && !vma->anon_vma &&
+	    (addr == vma->vm_end || vma->vm_start == addr + len)) {
+		vma->vm_pgoff = addr >> PAGE_SHIFT;
+		borrowed = true;
+	}
+#ifdef DONTUNMAP_HAVE_COPY_VMA_KEEP_SOURCE
+	new_vma = static_call(dontunmap_copy_vma)(vmap, addr, len, pgoff,
+						  need_rmap_locks, false);
+#else
+	new_vma = static_call(dontunmap_copy_vma)(vmap, addr, len, pgoff,
+						  need_rmap_locks);
+#endif
+	if (!borrowed)
+		return new_vma;
+
+	/*
+	 * The source was refused, so it cannot have merged: if it had, it
+	 * might be freed, and is not written to.
+	 */
+	if (WARN_ON_ONCE(*vmap != vma || new_vma == vma))
+		return new_vma;
+	vma->vm_pgoff = own_pgoff;
+	/* A merged copy extends its neighbour; a new one is exactly the range. */
+	if (new_vma &&
+	    (new_vma->vm_start != addr || new_vma->vm_end != addr + len))
+		*need_rmap_locks = new_vma->vm_pgoff <= vma->vm_pgoff;
+	return new_vma;
+}
+#endif
+
 /*
  * A VMA for [addr, addr + len) that continues *vmap's mapping from
  * old_addr, keeping the source (MREMAP_DONTUNMAP).
@@ -239,16 +316,12 @@ dontunmap_copy_vma(struct vm_area_struct **vmap, unsigned long old_addr,
 	return static_call(dontunmap_copy_vma)(vmap, addr, len, pgoff,
 				__linear_anon_page_index(vma, old_addr),
 				need_rmap_locks, true);
-#elif defined(DONTUNMAP_HAVE_COPY_VMA_KEEP_SOURCE)
+#elif defined(DONTUNMAP_NEED_KEEP_SOURCE)
+	return dontunmap_copy_vma_keep_source(vmap, addr, len, pgoff,
+					      need_rmap_locks);
+#else
 	return static_call(dontunmap_copy_vma)(vmap, addr, len, pgoff,
 					       need_rmap_locks, true);
-#else
-	if (vma_is_anonymous(vma) && !vma->anon_vma &&
-	    (addr == vma->vm_end || vma->vm_start == addr + len) &&
-	    static_call(dontunmap___anon_vma_prepare)(vma))
-		return NULL;
-	return static_call(dontunmap_copy_vma)(vmap, addr, len, pgoff,
-					       need_rmap_locks);
 #endif
 }
 
@@ -466,9 +539,12 @@ dontunmap_mremap_userfaultfd_prep(struct vm_area_struct *new_vma,
 	static_call(dontunmap_mremap_userfaultfd_prep)(new_vma, uf);
 	/*
 	 * The context stays, in uf, only with UFFD_FEATURE_EVENT_REMAP.
-	 * hugetlb entries are not walked (uffd_wp.c walks PMDs and PTEs as
-	 * THP and base pages): 6.1.176's hugetlb moves keep their bits.
+	 * uffd_wp.c walks PMDs and PTEs as THP and base pages, which is every
+	 * kind that can get here: hugetlbfs mappings carry VM_DONTEXPAND, so
+	 * check_prep_vma() refuses them and no hugetlb entry is ever moved
+	 * (6.1.176's move_huge_pte() would keep the bits).
 	 */
+	VM_WARN_ON_ONCE(is_vm_hugetlb_page(new_vma));
 	if (armed && !uf->ctx && !is_vm_hugetlb_page(new_vma))
 		dontunmap_clear_uffd_wp(new_vma->vm_mm, new_addr,
 					new_addr + len);

@@ -36,9 +36,6 @@ DONTUNMAP_FUNC(vma_is_shmem, true, "multi-VMA moves: known placement")
 DONTUNMAP_FUNC(mremap_userfaultfd_prep, true, "userfaultfd on the destination")
 DONTUNMAP_FUNC(mremap_userfaultfd_complete, true, "UFFD_EVENT_REMAP")
 DONTUNMAP_FUNC(userfaultfd_unmap_complete, true, "UFFD_EVENT_UNMAP of a FIXED target")
-#ifdef DONTUNMAP_NEED_ANON_VMA_PREPARE
-DONTUNMAP_FUNC(__anon_vma_prepare, true, "keep copy_vma() from a self-merge")
-#endif
 #ifdef DONTUNMAP_NEED_UFFD_FAIL
 DONTUNMAP_FUNC(mremap_userfaultfd_fail, true, "userfaultfd: a failed move")
 #endif
