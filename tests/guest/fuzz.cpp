@@ -342,8 +342,7 @@ footprint measure(const footprint *before = nullptr) {
   for (const auto &v : procfs::read_maps())
     if (v.path == "[heap]") heap += v.size() / 1024;
   return {procfs::map_count(), procfs::meminfo_kb("Committed_AS").value_or(0), heap,
-          before && before->vma_objs ? procfs::vma_slab_objects_down_to(*before->vma_objs)
-                                     : procfs::vma_slab_objects()};
+          procfs::vma_slab_objects_down_to(before ? before->vma_objs : std::nullopt)};
 }
 
 std::string objects_str(const std::optional<std::uint64_t> &n) {

@@ -255,9 +255,9 @@ std::optional<std::uint64_t> vma_slab_objects() {
   return n;
 }
 
-std::optional<std::uint64_t> vma_slab_objects_down_to(std::uint64_t limit) {
+std::optional<std::uint64_t> vma_slab_objects_down_to(std::optional<std::uint64_t> limit) {
   auto n = vma_slab_objects();
-  for (int i = 0; i < 50 && n && *n > limit; ++i) {
+  for (int i = 0; i < 50 && n && limit && *n > *limit; ++i) {
     ::usleep(100 * 1000);
     n = vma_slab_objects();
   }

@@ -89,8 +89,8 @@ bool write_text(const char *path, std::string_view value);
 std::optional<std::uint64_t> vma_slab_objects();
 // vma_slab_objects() until it is at most `limit`, for up to five seconds:
 // with per-VMA locks (6.4+) a freed VMA reaches the slab only after an RCU
-// grace period. The last count read.
-std::optional<std::uint64_t> vma_slab_objects_down_to(std::uint64_t limit);
+// grace period. The last count read; one reading without a limit.
+std::optional<std::uint64_t> vma_slab_objects_down_to(std::optional<std::uint64_t> limit);
 // After two kmemleak scans (it wants two), the blocks of its report whose
 // text contains `needle` ("dontunmap": a backtrace through the module).
 // nullopt where the kernel has no kmemleak.

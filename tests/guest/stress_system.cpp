@@ -226,8 +226,7 @@ gauges measure(const gauges *before) {
   g.map_count = procfs::map_count();
   g.vmlck_kb = procfs::status_kb("VmLck");
   g.vmpte_kb = procfs::status_kb("VmPTE");
-  g.vma_objs = before && before->vma_objs ? procfs::vma_slab_objects_down_to(*before->vma_objs)
-                                          : procfs::vma_slab_objects();
+  g.vma_objs = procfs::vma_slab_objects_down_to(before ? before->vma_objs : std::nullopt);
   g.committed_kb = procfs::meminfo_kb("Committed_AS");
   return g;
 }
