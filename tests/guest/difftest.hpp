@@ -34,6 +34,12 @@ inline constexpr std::size_t kFreeStart = std::size_t(48) << 20;
 
 std::size_t page();
 std::size_t pmd_size();  // THP size (hpage_pmd_size), 2 MiB on x86_64
+// The default huge page size (/proc/meminfo Hugepagesize) the scenarios'
+// hugetlb mappings use; 0 where there is no hugetlbfs, or where the driver
+// could not reserve huge pages for the run (set_hugetlb_size(0)): then no
+// scenario gets one.
+std::size_t hugetlb_size();
+void set_hugetlb_size(std::size_t bytes);
 // A length rounded up to pages as mremap() does (0 when that overflows).
 std::uint64_t page_align(std::uint64_t len);
 
@@ -47,10 +53,13 @@ enum class kind : std::uint8_t {
   memfd_private,
   tmpfs_shared,  // a file in /tmp (tmpfs in the guests)
   tmpfs_private,
+  hugetlb_private,  // MAP_ANONYMOUS | MAP_HUGETLB, the default huge page size
+  hugetlb_shared,
 };
 std::string_view to_string(kind k);
-bool is_file(kind k);
+bool is_file(kind k);  // backed by the scenario's memfd or tmpfs file
 bool is_memfd(kind k);
+bool is_hugetlb(kind k);
 
 enum class fill : std::uint8_t { none, populate, touched };
 enum class lock : std::uint8_t { none, mlock, onfault };
@@ -69,7 +78,7 @@ struct mapping_desc {
   std::size_t file_pgoff = 0;  // file kinds: pages into the scenario's file
   int prot = 0;                // protection after setup
   fill how = fill::none;
-  std::vector<std::size_t> touched;  // pages written (fill::touched)
+  std::vector<std::size_t> touched;  // pages written (fill::touched); hugetlb: huge pages
   bool thp = false;                  // PMD-aligned start, PMD-multiple length
   bool dup_content = false;          // pages repeat (KSM can merge them)
   lock locked = lock::none;
@@ -119,6 +128,16 @@ struct call_desc {
   int src_mapping = -1;  // the mapping old_addr was chosen in, or -1
 };
 
+// Where a scenario's hugetlb mapping (at most one) meets the call.
+enum class huge_role : std::uint8_t {
+  none,          // the scenario has none
+  source,        // the call's source range starts in it
+  in_span,       // inside the range of a multi-VMA MREMAP_FIXED move
+  fixed_target,  // a MREMAP_FIXED target in it, replacing it or part of it
+  dst_neighbour, // right before or after the destination
+};
+std::string_view to_string(huge_role r);
+
 // A limit set right before the call (and lifted right after it).
 enum class limit : std::uint8_t {
   none,
@@ -149,6 +168,8 @@ struct scenario {
   limit lim = limit::none;
   std::size_t lim_slack = 0;
   after_ops after;
+  huge_role huge = huge_role::none;
+  int huge_mapping = -1;  // its index in maps
 
   bool uses_ksm() const;
   bool uses_uffd() const;

@@ -191,16 +191,30 @@ std::optional<stop> build(const scenario &sc, built &b) {
       case kind::memfd_private: flags |= MAP_PRIVATE; fd = b.memfd; break;
       case kind::tmpfs_shared: flags |= MAP_SHARED; fd = b.tmpfd; break;
       case kind::tmpfs_private: flags |= MAP_PRIVATE; fd = b.tmpfd; break;
+      case kind::hugetlb_private: flags |= MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB; break;
+      case kind::hugetlb_shared: flags |= MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB; break;
     }
     if (d.how == fill::populate) flags |= MAP_POPULATE;
     const int initial = d.how == fill::touched ? PROT_READ | PROT_WRITE : d.prot;
     const off_t off = is_file(d.k) ? static_cast<off_t>(d.file_pgoff * pg) : 0;
     auto *want = reinterpret_cast<char *>(d.start());
     void *p = ::mmap(want, d.pages * pg, initial, flags, fd, off);
+    // The driver reserved the huge pages a scenario needs: a refusal is
+    // the pool's (someone else took them), the same in both children.
+    if (p == MAP_FAILED && is_hugetlb(d.k))
+      return stop{true, "hugetlb: mmap " + name + ": " + errname(errno)};
     if (p == MAP_FAILED) return fail("mmap " + name, errno);
     if (p != want) return stop{false, "mmap " + name + ": placed at " + hex(std::uintptr_t(p))};
     if (d.how == fill::touched) {
-      for (std::size_t t : d.touched) write_page(want + t * pg, sc, m, t, d.dup_content);
+      if (is_hugetlb(d.k)) {
+        // Whole huge pages, each base page with its own header.
+        const std::size_t per = hugetlb_size() / pg;
+        for (std::size_t t : d.touched)
+          for (std::size_t i = t * per; i < (t + 1) * per; ++i)
+            write_page(want + i * pg, sc, m, i, false);
+      } else {
+        for (std::size_t t : d.touched) write_page(want + t * pg, sc, m, t, d.dup_content);
+      }
       if (d.prot != initial && ::mprotect(want, d.pages * pg, d.prot) != 0)
         return fail("mprotect " + name, errno);
     }
@@ -425,8 +439,15 @@ snapshot take(const std::vector<region> &view, const std::vector<region> &pages)
             [](const page_rec &a, const page_rec &b) { return a.addr < b.addr; });
 
   std::string st;
-  for (const char *f : {"VmSize", "VmData", "VmLck", "VmPin", "VmPTE"}) {
+  for (const char *f : {"VmSize", "VmData", "VmLck", "VmPin", "VmPTE", "HugetlbPages"}) {
     const auto v = procfs::status_kb(f);
+    st += std::string(f) + "=" + (v ? std::to_string(*v) : "?") + " ";
+  }
+  // The hugetlb pool is system wide, but the children run one after the
+  // other and the driver holds it steady: what a move took from it or gave
+  // back (a replaced target's pages, its reservation) shows here.
+  for (const char *f : {"HugePages_Free", "HugePages_Rsvd"}) {
+    const auto v = procfs::meminfo_kb(f);
     st += std::string(f) + "=" + (v ? std::to_string(*v) : "?") + " ";
   }
   st += "map_count=" + std::to_string(procfs::map_count());

@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "difftest.hpp"
@@ -36,6 +38,24 @@ std::size_t pmd_size() {
   }();
   return s;
 }
+
+namespace {
+// SIZE_MAX: not read yet.
+std::size_t g_hugetlb_size = ~std::size_t(0);
+}  // namespace
+
+std::size_t hugetlb_size() {
+  if (g_hugetlb_size == ~std::size_t(0)) {
+    std::ifstream in("/proc/meminfo");
+    std::size_t kb = 0;
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("Hugepagesize:", 0) == 0) kb = std::strtoull(line.c_str() + 13, nullptr, 10);
+    g_hugetlb_size = kb * 1024;
+  }
+  return g_hugetlb_size;
+}
+
+void set_hugetlb_size(std::size_t bytes) { g_hugetlb_size = bytes; }
 
 std::uint64_t page_align(std::uint64_t len) {
   const std::uint64_t pg = page();
@@ -372,6 +392,188 @@ void add_call(rng &r, scenario &s, int src) {
   }
 }
 
+// A hugetlb mapping (MAP_HUGETLB, anonymous, private or shared; 1-2 huge
+// pages at a huge-page-aligned address), drawn from a stream of its own
+// after everything else, as add_write_protect() is: a seed the stream gives
+// none keeps the scenario it always had. Where it gives one, the mapping
+// goes where the call meets it, and the call is aimed at it:
+//   source         the call's range starts in it (refused: hugetlbfs
+//                  mappings carry VM_DONTEXPAND), sometimes with a target
+//                  aligned to the huge page size (what older kernels check
+//                  first) over the layout
+//   in_span        a MREMAP_FIXED move of equal lengths from one of the
+//                  layout's mappings into it or past it (a small private
+//                  mapping may follow it): the VMAs before it move, it stops
+//                  the move
+//   fixed_target   the call's MREMAP_FIXED target lies in it: a cut off a
+//                  huge page boundary cannot be made, a whole huge page can
+//                  be replaced (by a source of at least that size)
+//   dst_neighbour  in the free part of the window, right before or after
+//                  the destination (a merge candidate that never merges)
+// Placed after the layout and after whatever the generated call reaches
+// there; it never overlaps another mapping, nor the free part of the window
+// but as dst_neighbour, where the call's destination is moved next to it.
+void add_hugetlb(scenario &s) {
+  const std::size_t huge = hugetlb_size();
+  const std::size_t pg = page();
+  if (!huge || huge % pg != 0 || huge > kFreeStart / 4) return;
+  rng r(s.seed ^ 0x4855'4745'7462'6c00ULL);
+  if (!r.chance(30)) return;
+  static constexpr unsigned roles[] = {25, 30, 25, 20};
+  const auto role = static_cast<huge_role>(r.weighted(roles) + 1);
+  const std::size_t per = huge / pg;  // base pages per huge page
+
+  mapping_desc d;
+  d.k = r.chance(50) ? kind::hugetlb_private : kind::hugetlb_shared;
+  const std::size_t huges = r.range(1, 2);
+  d.pages = huges * per;
+  d.prot = random_prot(r);
+  static constexpr unsigned fw[] = {30, 25, 45};
+  d.how = static_cast<fill>(r.weighted(fw));
+  if (d.how == fill::touched) {
+    for (std::size_t i = 0; i < huges; ++i)
+      if (r.chance(50)) d.touched.push_back(i);
+    if (d.touched.empty()) d.touched.push_back(r.below(huges));
+  }
+  // A second huge page with other protections: two VMAs, split where
+  // hugetlb allows it.
+  if (huges == 2 && r.chance(20)) d.protect.push_back({per, per, random_prot(r)});
+
+  call_desc &c = s.call;
+  const std::uint64_t alen = page_align(c.old_len);
+  const std::uintptr_t window_end = kWindowBase + kWindowSize;
+  const auto in_layout = [&](std::uintptr_t a) {
+    return a >= kWindowBase && a < kWindowBase + kFreeStart;
+  };
+  // The first offset past the layout and past the generated call's ranges
+  // that lie in the layout part of the window.
+  std::size_t floor = s.maps.back().offset + s.maps.back().pages * pg;
+  const std::uintptr_t old = c.old_addr & ~std::uintptr_t(pg - 1);
+  if (in_layout(old) && alen <= kWindowSize)
+    floor = std::max<std::size_t>(floor, old + alen - kWindowBase);
+  if (in_layout(c.new_addr) && alen <= kWindowSize)
+    floor = std::max<std::size_t>(floor, c.new_addr + alen - kWindowBase);
+  const std::size_t gap = r.chance(50) ? 0 : r.range(1, 16) * pg;
+  std::size_t at = align_up(floor + gap, huge);
+  if (role == huge_role::dst_neighbour) at = kFreeStart + huge * r.range(1, 4);
+  const std::size_t limit = role == huge_role::dst_neighbour
+                                ? kWindowSize - (std::size_t(1) << 20)
+                                : kFreeStart - (std::size_t(1) << 20);
+  if (at + d.pages * pg > limit) return;
+  d.offset = at;
+
+  const int index = static_cast<int>(s.maps.size());
+  std::optional<mapping_desc> tail;
+  switch (role) {
+    case huge_role::none: return;
+    case huge_role::source: {
+      c.src = src_choice::in_mapping;
+      c.src_mapping = index;
+      c.old_addr = d.start() + (r.chance(75) ? huge * r.below(huges) : pg * r.below(d.pages));
+      const std::size_t left = (d.end() - c.old_addr) / pg;
+      static constexpr unsigned lw[] = {35, 30, 35};
+      switch (r.weighted(lw)) {
+        case 0: c.len = len_choice::to_end; c.old_len = left * pg; break;
+        case 1: c.len = len_choice::partial; c.old_len = std::min(left, per) * pg; break;
+        default: c.len = len_choice::partial; c.old_len = r.range(1, left) * pg; break;
+      }
+      c.nlen = new_len_choice::equal;
+      c.new_len = c.old_len;
+      // Aligned to the huge page size, a target passes the alignment
+      // checks that come before the source's flags are looked at.
+      static constexpr unsigned dw[] = {40, 30, 30};
+      switch (r.weighted(dw)) {
+        case 0: break;  // as generated
+        case 1:
+          c.dst = dst_choice::free;
+          c.new_addr = kWindowBase + kFreeStart + huge * r.below(2);
+          break;
+        default:
+          c.dst = dst_choice::occupied;  // over the layout's first mappings
+          c.new_addr = kWindowBase + align_up(kLayoutStart, huge);
+          break;
+      }
+      break;
+    }
+    case huge_role::in_span: {
+      const std::size_t j = r.below(s.maps.size());
+      const mapping_desc &m = s.maps[j];
+      c.src = src_choice::in_mapping;
+      c.src_mapping = static_cast<int>(j);
+      c.old_addr = m.start() + (r.chance(50) ? 0 : pg * r.below(m.pages));
+      std::uintptr_t end = d.end();
+      static constexpr unsigned ew[] = {40, 25, 35};
+      switch (r.weighted(ew)) {
+        case 0: break;
+        case 1: end = d.start() + pg * r.range(1, d.pages); break;
+        default: {
+          // A small private mapping after it, reached by the range too.
+          mapping_desc t;
+          t.k = kind::private_anon;
+          t.prot = PROT_READ | PROT_WRITE;
+          t.pages = r.range(1, 16);
+          t.how = fill::populate;
+          t.offset = d.offset + d.pages * pg + (r.chance(50) ? 0 : r.range(1, 3) * pg);
+          if (t.offset + t.pages * pg <= limit) {
+            end = t.start() + pg * r.range(1, t.pages);
+            tail = std::move(t);
+          }
+          break;
+        }
+      }
+      c.flags = MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP;
+      c.len = len_choice::spanning;
+      c.old_len = end - (c.old_addr & ~std::uintptr_t(pg - 1));
+      c.nlen = new_len_choice::equal;
+      c.new_len = c.old_len;
+      c.dst = dst_choice::free;
+      c.new_addr = kWindowBase + kFreeStart + (r.chance(50) ? 0 : pg * r.below(256));
+      if (c.new_addr + c.old_len > window_end) c.new_addr = kWindowBase + kFreeStart;
+      break;
+    }
+    case huge_role::fixed_target: {
+      c.flags |= MREMAP_MAYMOVE | MREMAP_FIXED;
+      c.dst = dst_choice::occupied;
+      static constexpr unsigned tw[] = {40, 30, 30};
+      switch (r.weighted(tw)) {
+        case 0: c.new_addr = d.start() + pg * r.below(d.pages); break;
+        case 1: c.new_addr = d.start() + huge * r.below(huges); break;
+        default: {
+          // Replaces whole huge pages: a source of that size, from a
+          // mapping long enough (a THP one), where the layout has one.
+          c.new_addr = d.start();
+          for (std::size_t j = 0; j < s.maps.size(); ++j) {
+            if (s.maps[j].pages < per) continue;
+            c.src = src_choice::in_mapping;
+            c.src_mapping = static_cast<int>(j);
+            c.old_addr = s.maps[j].start();
+            c.len = s.maps[j].pages == per ? len_choice::to_end : len_choice::partial;
+            c.old_len = huge * std::min(huges, s.maps[j].pages / per);
+            c.nlen = new_len_choice::equal;
+            c.new_len = c.old_len;
+            break;
+          }
+          break;
+        }
+      }
+      break;
+    }
+    case huge_role::dst_neighbour: {
+      c.dst = dst_choice::adjacent;
+      const std::uint64_t span = page_align(c.new_len);
+      if (span && span <= huge && r.chance(50))
+        c.new_addr = d.start() - span;
+      else
+        c.new_addr = d.end();
+      break;
+    }
+  }
+  s.maps.push_back(std::move(d));
+  if (tail) s.maps.push_back(std::move(*tail));
+  s.huge = role;
+  s.huge_mapping = index;
+}
+
 }  // namespace
 
 std::string_view to_string(kind k) {
@@ -382,12 +584,28 @@ std::string_view to_string(kind k) {
     case kind::memfd_private: return "memfd_private";
     case kind::tmpfs_shared: return "tmpfs_shared";
     case kind::tmpfs_private: return "tmpfs_private";
+    case kind::hugetlb_private: return "hugetlb_private";
+    case kind::hugetlb_shared: return "hugetlb_shared";
   }
   return "?";
 }
 
-bool is_file(kind k) { return k != kind::private_anon && k != kind::shared_anon; }
+bool is_file(kind k) {
+  return k != kind::private_anon && k != kind::shared_anon && !is_hugetlb(k);
+}
 bool is_memfd(kind k) { return k == kind::memfd_shared || k == kind::memfd_private; }
+bool is_hugetlb(kind k) { return k == kind::hugetlb_private || k == kind::hugetlb_shared; }
+
+std::string_view to_string(huge_role r) {
+  switch (r) {
+    case huge_role::none: return "none";
+    case huge_role::source: return "source";
+    case huge_role::in_span: return "in_span";
+    case huge_role::fixed_target: return "fixed_target";
+    case huge_role::dst_neighbour: return "dst_neighbour";
+  }
+  return "?";
+}
 
 std::string_view to_string(src_choice c) {
   switch (c) {
@@ -492,6 +710,7 @@ scenario generate(std::uint64_t seed) {
     if (m.how == fill::none) m.how = fill::populate;
   }
   add_write_protect(s);
+  add_hugetlb(s);
   return s;
 }
 
@@ -520,8 +739,12 @@ std::string describe(const scenario &s) {
         << " pages) " << to_string(m.k) << " " << prot_str(m.prot);
     if (is_file(m.k)) out << " pgoff " << m.file_pgoff;
     if (m.how == fill::populate) out << " MAP_POPULATE";
-    if (m.how == fill::touched) out << " touched" << list(m.touched);
+    if (m.how == fill::touched)
+      out << (is_hugetlb(m.k) ? " touched huge pages" : " touched") << list(m.touched);
     if (m.thp) out << " thp";
+    if (is_hugetlb(m.k))
+      out << " (" << m.pages * pg / hugetlb_size() << " huge pages of " << hugetlb_size() / 1024
+          << " kB)";
     if (m.locked == lock::mlock) out << " mlock" << piece_str(m.lock_range);
     if (m.locked == lock::onfault) out << " mlock2-onfault" << piece_str(m.lock_range);
     for (const auto &p : m.protect) out << " mprotect" << piece_str(p) << ":" << prot_str(p.prot);
@@ -558,6 +781,8 @@ std::string describe(const scenario &s) {
   if (c.src_mapping >= 0) out << " (map " << c.src_mapping << ")";
   out << ", length " << to_string(c.len) << ", new length " << to_string(c.nlen)
       << ", destination " << to_string(c.dst) << "\n";
+  if (s.huge != huge_role::none)
+    out << "    hugetlb map " << s.huge_mapping << ": " << to_string(s.huge) << "\n";
   if (s.after.touch || s.after.reprotect || s.after.flatten)
     out << "  afterwards:" << (s.after.touch ? " touch" : "") << (s.after.write ? "+write" : "")
         << (s.after.reprotect ? " reprotect" : "") << (s.after.flatten ? " flatten" : "")
