@@ -8,13 +8,16 @@
 //
 //   dontunmap-difftest [--seed S] [--count N] [--verbose] [--print-limit K]
 //   dontunmap-difftest --show S      print scenario S and exit
+//   dontunmap-difftest --help        the options
 //   dontunmap-difftest --self-check  both children native: any difference is
 //                                    the tester's own (needs no module)
 //   --dump                           print both reports of every scenario
 //   --commit-tolerance KB            Committed_AS slack (default 0: a quiet
 //                                    guest; a busy machine needs some)
-//   --keep-system                    touch no sysfs knob (ksmd, khugepaged);
-//                                    KSM scenarios are skipped
+//   --keep-system                    touch no sysfs knob (ksmd, khugepaged,
+//                                    vm.nr_hugepages); KSM scenarios are
+//                                    skipped, and hugetlb ones unless the
+//                                    pool has huge pages free
 //
 // Scenario i of a run uses seed S + i, so `--seed S+i --count 1 --verbose`
 // replays one. Runs as root in the guests of tests/vm with dontunmap.ko
@@ -171,7 +174,16 @@ struct options {
   bool keep_system = false;
   int print_limit = 10;
   std::optional<std::uint64_t> show;
+  bool help = false;
 };
+
+void usage(std::FILE *to) {
+  std::fprintf(to,
+               "usage: dontunmap-difftest [--seed S] [--count N] [--verbose] "
+               "[--print-limit K] [--dump] [--self-check] [--keep-system]\n"
+               "       [--commit-tolerance KB] | --show S | --help\n"
+               "  scenario i of a run uses seed S+i (defaults: --seed 1 --count 750)\n");
+}
 
 std::optional<options> parse(int argc, char **argv) {
   options o;
@@ -179,7 +191,9 @@ std::optional<options> parse(int argc, char **argv) {
     const std::string_view a = argv[i];
     std::uint64_t v = 0;
     const bool has_value = i + 1 < argc;
-    if (a == "--verbose") {
+    if (a == "--help" || a == "-h") {
+      o.help = true;
+    } else if (a == "--verbose") {
       o.verbose = true;
     } else if (a == "--self-check") {
       o.self_check = true;
@@ -203,10 +217,7 @@ std::optional<options> parse(int argc, char **argv) {
       o.show = v;
       ++i;
     } else {
-      std::fprintf(stderr,
-                   "usage: dontunmap-difftest [--seed S] [--count N] [--verbose] "
-                   "[--print-limit K] [--dump] [--self-check] [--keep-system]\n"
-                   "       [--commit-tolerance KB] | --show S\n");
+      usage(stderr);
       return std::nullopt;
     }
   }
@@ -254,6 +265,61 @@ std::string skip_kind(const std::string &why, bool feature) {
   return k;
 }
 
+// Where the hugetlb mapping of a scenario meets the call: its source range,
+// its MREMAP_FIXED target (page-aligned as mremap() takes them).
+struct huge_overlap {
+  bool source = false, target = false;
+};
+
+huge_overlap hugetlb_overlap(const scenario &sc) {
+  huge_overlap o;
+  if (sc.huge_mapping < 0) return o;
+  const mapping_desc &h = sc.maps[sc.huge_mapping];
+  const call_desc &c = sc.call;
+  const std::uint64_t alen = page_align(c.old_len);
+  const auto meets = [&](std::uint64_t a) {
+    const std::uint64_t end = a + alen < a ? ~std::uint64_t(0) : a + alen;
+    return alen && a < h.end() && end > h.start();
+  };
+  o.source = meets(c.old_addr & ~std::uint64_t(page() - 1));
+  o.target = (c.flags & MREMAP_FIXED) && meets(c.new_addr);
+  return o;
+}
+
+// The scenarios with a hugetlb mapping: how many, whether the call's
+// ranges met it, and the outcomes by role ("role: native result", with the
+// module's after a slash where it differs).
+void tally_hugetlb(const scenario &sc, const report *n, const report *m,
+                   std::map<std::string, std::uint64_t> &t) {
+  if (sc.huge == huge_role::none) return;
+  ++t["scenarios"];
+  if (!n) {
+    ++t["skipped"];
+    return;
+  }
+  const huge_overlap o = hugetlb_overlap(sc);
+  if (o.source) ++t["in source range"];
+  if (o.target) ++t["in FIXED target"];
+  const auto outcome = [](const report &r) {
+    const std::string_view v = r.first("result");
+    return v.empty() ? std::string("none") : v.rfind("ok ", 0) == 0 ? "ok" : std::string(v.substr(4));
+  };
+  std::string out = outcome(*n);
+  if (const std::string mod = outcome(*m); mod != out) out += "/" + mod;
+  ++t[std::string(to_string(sc.huge)) + ": " + out];
+}
+
+// Huge pages for the run: as many as one child maps at most, added to
+// vm.nr_hugepages (put back at the end). Where that cannot be done the
+// scenarios get no hugetlb mapping, and the run says so once.
+constexpr std::uint64_t kHugePagesNeeded = 2;
+
+std::uint64_t huge_pages_available() {
+  const auto free = procfs::meminfo_kb("HugePages_Free");
+  const auto rsvd = procfs::meminfo_kb("HugePages_Rsvd");
+  return free && rsvd && *free > *rsvd ? *free - *rsvd : 0;
+}
+
 bool cpu_has_la57() {
   const auto text = procfs::read_text("/proc/cpuinfo");
   return text && text->find(" la57") != std::string::npos;
@@ -299,12 +365,45 @@ int run(const options &o) {
     khugepaged.emplace("/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs",
                        "3600000");
   }
+  std::optional<knob> nr_hugepages;
+  if (const std::size_t huge = hugetlb_size(); !huge) {
+    std::printf("difftest: hugetlb: none (no hugetlbfs): no scenario gets a hugetlb mapping\n");
+  } else {
+    const char *const path = "/proc/sys/vm/nr_hugepages";
+    const auto old = procfs::read_text(path);
+    std::string why;
+    if (huge_pages_available() >= kHugePagesNeeded) {
+      // Enough free already (a host's own pool): nothing to change.
+    } else if (o.keep_system) {
+      why = "--keep-system, and fewer than " + std::to_string(kHugePagesNeeded) +
+            " free huge pages";
+    } else if (!old) {
+      why = "vm.nr_hugepages unreadable";
+    } else {
+      nr_hugepages.emplace(path, std::to_string(std::strtoull(old->c_str(), nullptr, 10) +
+                                                kHugePagesNeeded));
+      if (huge_pages_available() < kHugePagesNeeded) {
+        nr_hugepages.reset();  // puts the old value back
+        why = "the pool did not grow by " + std::to_string(kHugePagesNeeded) + " pages";
+      }
+    }
+    if (why.empty()) {
+      std::printf("difftest: hugetlb: %zu kB pages, %" PRIu64 " free for the run (vm.nr_hugepages %s -> %s)\n",
+                  huge / 1024, huge_pages_available(), old.value_or("?").c_str(),
+                  procfs::read_text(path).value_or("?").c_str());
+    } else {
+      set_hugetlb_size(0);
+      std::printf("difftest: hugetlb: none (%s): no scenario gets a hugetlb mapping\n",
+                  why.c_str());
+    }
+  }
+  std::fflush(stdout);
   // Children lower vm.max_map_count around their call and put it back;
   // should one die in between, this puts it back before the next.
   const auto max_map_count = procfs::read_text("/proc/sys/vm/max_map_count");
 
   std::uint64_t passed = 0, failed = 0, skipped = 0, printed = 0;
-  std::map<std::string, std::uint64_t> by_rule, by_skip, coverage;
+  std::map<std::string, std::uint64_t> by_rule, by_skip, coverage, hugetlb;
   const auto t0 = std::chrono::steady_clock::now();
   for (std::uint64_t i = 0; i < o.count; ++i) {
     if (i && i % 250 == 0) {
@@ -327,11 +426,13 @@ int run(const options &o) {
       const std::string why =
           !nskip.empty() ? std::string(nskip) : "setup " + std::string(nsetup);
       ++by_skip[skip_kind(why, !nskip.empty())];
+      tally_hugetlb(sc, nullptr, nullptr, hugetlb);
       if (o.verbose) std::printf("SKIP seed %" PRIu64 ": %s\n", seed, why.c_str());
       continue;
     }
 
     tally_coverage(sc, n, coverage);
+    tally_hugetlb(sc, &n, &m, hugetlb);
     const verdict v = judge(sc, n, m);
     if (o.dump) {
       std::printf("\nseed %" PRIu64 "\n%s", seed, describe(sc).c_str());
@@ -373,6 +474,11 @@ int run(const options &o) {
   std::string cov;
   for (const auto &[what, count] : coverage) cov += " " + what + "=" + std::to_string(count);
   std::printf("difftest: coverage (native outcomes; moves by feature):%s\n", cov.c_str());
+  if (!hugetlb.empty()) {
+    std::string h;
+    for (const auto &[what, count] : hugetlb) h += ", " + what + " " + std::to_string(count);
+    std::printf("difftest: hugetlb mappings:%s\n", h.substr(1).c_str());
+  }
   for (const auto &[r, count] : by_rule)
     std::printf("difftest: expected difference (rule %s): %" PRIu64 "\n", r.c_str(), count);
   for (const auto &[why, count] : by_skip)
@@ -391,6 +497,10 @@ int main(int argc, char **argv) {
   using namespace dontunmap::difftest;
   const auto o = parse(argc, argv);
   if (!o) return 2;
+  if (o->help) {
+    usage(stdout);
+    return 0;
+  }
   if (o->show) {
     std::fputs(describe(generate(*o->show)).c_str(), stdout);
     return 0;
