@@ -287,27 +287,45 @@ huge_overlap hugetlb_overlap(const scenario &sc) {
 }
 
 // The scenarios with a hugetlb mapping: how many, whether the call's
-// ranges met it, and the outcomes by role ("role: native result", with the
+// ranges met it, and the outcomes by role ("native result", with the
 // module's after a slash where it differs).
-void tally_hugetlb(const scenario &sc, const report *n, const report *m,
-                   std::map<std::string, std::uint64_t> &t) {
-  if (sc.huge == huge_role::none) return;
-  ++t["scenarios"];
-  if (!n) {
-    ++t["skipped"];
-    return;
+struct hugetlb_tally {
+  std::uint64_t scenarios = 0, skipped = 0, in_source = 0, in_target = 0;
+  std::map<std::string, std::map<std::string, std::uint64_t>> by_role;
+
+  void add(const scenario &sc, const report *n, const report *m) {
+    if (sc.huge == huge_role::none) return;
+    ++scenarios;
+    if (!n || !m) {
+      ++skipped;
+      return;
+    }
+    const huge_overlap o = hugetlb_overlap(sc);
+    in_source += o.source;
+    in_target += o.target;
+    const auto outcome = [](const report &r) {
+      const std::string_view v = r.first("result");
+      if (v.empty()) return std::string("none");
+      return v.rfind("ok ", 0) == 0 ? std::string("ok") : std::string(v.substr(4));
+    };
+    std::string out = outcome(*n);
+    if (const std::string mod = outcome(*m); mod != out) out += "/" + mod;
+    ++by_role[std::string(to_string(sc.huge))][out];
   }
-  const huge_overlap o = hugetlb_overlap(sc);
-  if (o.source) ++t["in source range"];
-  if (o.target) ++t["in FIXED target"];
-  const auto outcome = [](const report &r) {
-    const std::string_view v = r.first("result");
-    return v.empty() ? std::string("none") : v.rfind("ok ", 0) == 0 ? "ok" : std::string(v.substr(4));
-  };
-  std::string out = outcome(*n);
-  if (const std::string mod = outcome(*m); mod != out) out += "/" + mod;
-  ++t[std::string(to_string(sc.huge)) + ": " + out];
-}
+  void print() const {
+    if (!scenarios) return;
+    std::printf("difftest: hugetlb: %" PRIu64 " scenarios with a hugetlb mapping (%" PRIu64
+                " skipped), %" PRIu64 " in the call's source range, %" PRIu64
+                " in its FIXED target\n",
+                scenarios, skipped, in_source, in_target);
+    for (const auto &[role, outcomes] : by_role) {
+      std::string t;
+      for (const auto &[what, count] : outcomes) t += " " + what + "=" + std::to_string(count);
+      std::printf("difftest: hugetlb as %s (native/module where they differ):%s\n", role.c_str(),
+                  t.c_str());
+    }
+  }
+};
 
 // Huge pages for the run: as many as one child maps at most, added to
 // vm.nr_hugepages (put back at the end). Where that cannot be done the
@@ -388,7 +406,8 @@ int run(const options &o) {
       }
     }
     if (why.empty()) {
-      std::printf("difftest: hugetlb: %zu kB pages, %" PRIu64 " free for the run (vm.nr_hugepages %s -> %s)\n",
+      std::printf("difftest: hugetlb: %zu kB pages, %" PRIu64
+                  " free for the run (vm.nr_hugepages %s -> %s)\n",
                   huge / 1024, huge_pages_available(), old.value_or("?").c_str(),
                   procfs::read_text(path).value_or("?").c_str());
     } else {
@@ -403,7 +422,8 @@ int run(const options &o) {
   const auto max_map_count = procfs::read_text("/proc/sys/vm/max_map_count");
 
   std::uint64_t passed = 0, failed = 0, skipped = 0, printed = 0;
-  std::map<std::string, std::uint64_t> by_rule, by_skip, coverage, hugetlb;
+  std::map<std::string, std::uint64_t> by_rule, by_skip, coverage;
+  hugetlb_tally hugetlb;
   const auto t0 = std::chrono::steady_clock::now();
   for (std::uint64_t i = 0; i < o.count; ++i) {
     if (i && i % 250 == 0) {
@@ -426,13 +446,13 @@ int run(const options &o) {
       const std::string why =
           !nskip.empty() ? std::string(nskip) : "setup " + std::string(nsetup);
       ++by_skip[skip_kind(why, !nskip.empty())];
-      tally_hugetlb(sc, nullptr, nullptr, hugetlb);
+      hugetlb.add(sc, nullptr, nullptr);
       if (o.verbose) std::printf("SKIP seed %" PRIu64 ": %s\n", seed, why.c_str());
       continue;
     }
 
     tally_coverage(sc, n, coverage);
-    tally_hugetlb(sc, &n, &m, hugetlb);
+    hugetlb.add(sc, &n, &m);
     const verdict v = judge(sc, n, m);
     if (o.dump) {
       std::printf("\nseed %" PRIu64 "\n%s", seed, describe(sc).c_str());
@@ -474,11 +494,7 @@ int run(const options &o) {
   std::string cov;
   for (const auto &[what, count] : coverage) cov += " " + what + "=" + std::to_string(count);
   std::printf("difftest: coverage (native outcomes; moves by feature):%s\n", cov.c_str());
-  if (!hugetlb.empty()) {
-    std::string h;
-    for (const auto &[what, count] : hugetlb) h += ", " + what + " " + std::to_string(count);
-    std::printf("difftest: hugetlb mappings:%s\n", h.substr(1).c_str());
-  }
+  hugetlb.print();
   for (const auto &[r, count] : by_rule)
     std::printf("difftest: expected difference (rule %s): %" PRIu64 "\n", r.c_str(), count);
   for (const auto &[why, count] : by_skip)

@@ -585,6 +585,10 @@ void emit_facts(out_stream &out, const scenario &sc, const snapshot &pre) {
   t += std::string(" uffd=") + (first && first->has_flag("um") ? "1" : "0");
   t += std::string(" account=") + (first && first->has_flag("ac") ? "1" : "0");
   t += std::string(" dst_mapped=") + (dst_mapped ? "1" : "0");
+  // VM_DONTEXPAND or VM_PFNMAP (hugetlbfs, special mappings): never a
+  // DONTUNMAP source.
+  const bool special = first && (first->has_flag("de") || first->has_flag("pf"));
+  t += std::string(" special=") + (special ? "1" : "0");
   out.line("fact", t);
 }
 

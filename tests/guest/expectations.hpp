@@ -49,6 +49,7 @@ enum class rule {
   fixed_target_unmapped_first, // a FIXED target is unmapped before the source is looked up
   uffd_wp_cleared_on_move,     // moved entries lose uffd-wp unless the destination stays registered
   uffd_dropped_destination_unmerged, // a destination losing its uffd context merges with nothing
+  source_checked_before_target_unmap, // a VM_DONTEXPAND source is refused before a FIXED target goes
 };
 
 // One row of the table: [legacy_from, legacy_until) are the kernels whose own

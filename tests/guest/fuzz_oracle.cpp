@@ -83,6 +83,8 @@ std::string layout_facts(const dontunmap_remap &a) {
        (first && (first->area.start != old || first->area.end > end) ? "1" : "0");
   t += std::string(" locked=") + flag("lo") + " uffd=" + flag("um") + " account=" + flag("ac");
   t += std::string(" dst_mapped=") + (dst_mapped ? "1" : "0");
+  const bool special = first && (first->has_flag("de") || first->has_flag("pf"));
+  t += std::string(" special=") + (special ? "1" : "0");
   return t;
 }
 
