@@ -406,8 +406,9 @@ void add_call(rng &r, scenario &s, int src) {
 //                  mapping may follow it): the VMAs before it move, it stops
 //                  the move
 //   fixed_target   the call's MREMAP_FIXED target lies in it: a cut off a
-//                  huge page boundary cannot be made, a whole huge page can
-//                  be replaced (by a source of at least that size)
+//                  huge page boundary cannot be made, whole huge pages can
+//                  be replaced (by a source of that size: a THP mapping of
+//                  the layout, or a private mapping added before it)
 //   dst_neighbour  in the free part of the window, right before or after
 //                  the destination (a merge candidate that never merges)
 // Placed after the layout and after whatever the generated call reaches
@@ -463,7 +464,7 @@ void add_hugetlb(scenario &s) {
   d.offset = at;
 
   const int index = static_cast<int>(s.maps.size());
-  std::optional<mapping_desc> tail;
+  std::optional<mapping_desc> feeder, tail;
   switch (role) {
     case huge_role::none: return;
     case huge_role::source: {
@@ -540,19 +541,41 @@ void add_hugetlb(scenario &s) {
         case 1: c.new_addr = d.start() + huge * r.below(huges); break;
         default: {
           // Replaces whole huge pages: a source of that size, from a
-          // mapping long enough (a THP one), where the layout has one.
-          c.new_addr = d.start();
-          for (std::size_t j = 0; j < s.maps.size(); ++j) {
-            if (s.maps[j].pages < per) continue;
-            c.src = src_choice::in_mapping;
-            c.src_mapping = static_cast<int>(j);
-            c.old_addr = s.maps[j].start();
-            c.len = s.maps[j].pages == per ? len_choice::to_end : len_choice::partial;
-            c.old_len = huge * std::min(huges, s.maps[j].pages / per);
-            c.nlen = new_len_choice::equal;
-            c.new_len = c.old_len;
-            break;
+          // mapping long enough (a THP one) where the layout has one, else
+          // from a private mapping of its own placed before it.
+          int j = -1;
+          for (std::size_t i = 0; i < s.maps.size() && j < 0; ++i)
+            if (s.maps[i].pages >= per) j = static_cast<int>(i);
+          if (j < 0) {
+            mapping_desc f;
+            f.k = kind::private_anon;
+            f.prot = PROT_READ | PROT_WRITE;
+            f.pages = huges * per;
+            f.offset = at;
+            static constexpr unsigned ffw[] = {30, 40, 30};
+            f.how = static_cast<fill>(r.weighted(ffw));
+            if (f.how == fill::touched)
+              for (std::size_t i = 0; i < 4; ++i) f.touched.push_back(r.below(f.pages));
+            std::sort(f.touched.begin(), f.touched.end());
+            f.touched.erase(std::unique(f.touched.begin(), f.touched.end()), f.touched.end());
+            const std::size_t moved = align_up(f.offset + f.pages * pg + gap, huge);
+            if (moved + d.pages * pg > limit) {
+              c.new_addr = d.start();  // no room: the call's own source
+              break;
+            }
+            d.offset = moved;
+            j = index;
+            feeder = std::move(f);
           }
+          const mapping_desc &m = feeder ? *feeder : s.maps[j];
+          c.new_addr = d.start();
+          c.src = src_choice::in_mapping;
+          c.src_mapping = j;
+          c.old_addr = m.start();
+          c.len = m.pages == per ? len_choice::to_end : len_choice::partial;
+          c.old_len = huge * std::min(huges, m.pages / per);
+          c.nlen = new_len_choice::equal;
+          c.new_len = c.old_len;
           break;
         }
       }
@@ -568,10 +591,11 @@ void add_hugetlb(scenario &s) {
       break;
     }
   }
+  if (feeder) s.maps.push_back(std::move(*feeder));
+  s.huge = role;
+  s.huge_mapping = static_cast<int>(s.maps.size());
   s.maps.push_back(std::move(d));
   if (tail) s.maps.push_back(std::move(*tail));
-  s.huge = role;
-  s.huge_mapping = index;
 }
 
 }  // namespace
