@@ -206,14 +206,16 @@ constexpr row table[] = {
      {0, 0, 0},
      {6, 17, 0},
      false,
-     "up to 6.12 (and 6.1) mremap_to() unmaps a MREMAP_FIXED target first and only then has "
-     "vma_to_resize() refuse a VM_DONTEXPAND or VM_PFNMAP source for MREMAP_DONTUNMAP (EINVAL): "
-     "a hugetlb source whose address and target pass the syscall's huge page alignment checks "
-     "fails having destroyed the target, over the length rounded up to the huge page size "
-     "(difftest seed 256 on 6.1.0-57). 7.3's check_prep_vma() refuses the source before "
-     "mremap_to() unmaps anything; the move came with the 6.17 multi-VMA series "
-     "(\"mm/mremap: check remap conditions earlier\") - the release is not verified, no matrix "
-     "kernel lies between 6.12 and 7.3",
+     "up to 6.12 mremap_to() unmaps a MREMAP_FIXED target first and only then has "
+     "vma_to_resize() refuse a VM_DONTEXPAND or VM_PFNMAP source for MREMAP_DONTUNMAP (EINVAL; "
+     "5.10 refuses hugetlb there as not anonymous): a hugetlb source whose address and target "
+     "pass the syscall's huge page alignment checks (5.16+) fails having destroyed the target, "
+     "over the length rounded up to the huge page size (seen: difftest seed 256 on Debian "
+     "6.1.0-57, one of seeds 1-750 on 6.12.118, HugetlbSourceIsRefusedBeforeTheFixedTargetGoes "
+     "on 5.10.0-46 and 6.1.0-57). 7.3's check_prep_vma() refuses the source before "
+     "mremap_to() unmaps anything; the move came with the 6.17 multi-VMA series (\"mm/mremap: "
+     "check remap conditions earlier\") - the release is not verified, no matrix kernel lies "
+     "between 6.12 and 7.3",
      "a VM_DONTEXPAND (hugetlb, special) source is refused before a FIXED target is unmapped",
      "check_prep_vma() runs before mremap_to(); release not verified"},
 };

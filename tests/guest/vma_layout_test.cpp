@@ -123,6 +123,42 @@ TEST_P(VmaLayout, FixedMoveReachingAHugetlbVmaIsEinval) {
   EXPECT_TRUE(holds(area.get() + huge, huge, uniform('h'))) << "the hugetlb source changed";
 }
 
+// A hugetlb source is refused (VM_DONTEXPAND: EINVAL) before a FIXED target
+// is unmapped. Source and target aligned to the huge page size pass the
+// alignment checks that come first (5.16+); up to 6.16 mremap_to() then
+// unmaps the target (from 5.16 over the length rounded up to a huge page)
+// before refusing.
+TEST_P(VmaLayout, HugetlbSourceIsRefusedBeforeTheFixedTargetGoes) {
+  const std::size_t page = page_size();
+  hugetlb_reservation pool;
+  const std::size_t huge = pool.page_size();
+  if (!huge) GTEST_SKIP() << "this kernel has no hugetlbfs";
+  ASSERT_TRUE(pool.reserve_one()) << "cannot reserve a huge page";
+  auto area = guarded::aligned_hole(huge, huge);
+  auto target = guarded::aligned_anon(huge, huge);
+  ASSERT_TRUE(area && target);
+  ASSERT_NE(::mmap(area.get(), huge, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED, -1, 0),
+            MAP_FAILED)
+      << "MAP_HUGETLB: " << std::strerror(errno);
+  fill(area.get(), huge, uniform('h'));
+  fill(target.get(), huge, per_page('t'));
+
+  // One page: the kernels that unmap first take the whole huge page's length.
+  const auto r = move_fixed(area.get(), page, target.get());
+  const auto layout = procfs::maps_excerpt({{area.get(), huge}, {target.get(), huge}});
+  EXPECT_TRUE(refused_with(r, EINVAL, page)) << layout;
+  EXPECT_TRUE(holds(area.get(), huge, uniform('h'))) << "the hugetlb source changed";
+  const auto e = expect(rule::source_checked_before_target_unmap);
+  if (e.what == behaviour::newest) {
+    EXPECT_TRUE(holds(target.get(), huge, per_page('t')))
+        << "a refused move changed the target\n" << e.why << layout;
+  } else if (e.what == behaviour::legacy) {
+    EXPECT_FALSE(procfs::vma_at(target.get()))
+        << "the target's first page survived\n" << e.why << layout;
+  }
+}
+
 // 6.17+: the VMAs of a FIXED range keep their distances at the target. A
 // gap in the source is a gap in the move: what the target held there stays.
 TEST_P(VmaLayout, FixedMoveKeepsTheGapsBetweenVmas) {
