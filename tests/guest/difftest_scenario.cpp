@@ -766,9 +766,11 @@ std::string describe(const scenario &s) {
     if (m.how == fill::touched)
       out << (is_hugetlb(m.k) ? " touched huge pages" : " touched") << list(m.touched);
     if (m.thp) out << " thp";
-    if (is_hugetlb(m.k))
-      out << " (" << m.pages * pg / hugetlb_size() << " huge pages of " << hugetlb_size() / 1024
-          << " kB)";
+    if (is_hugetlb(m.k)) {
+      const std::size_t n = m.pages * pg / hugetlb_size();
+      out << " (" << n << (n == 1 ? " huge page" : " huge pages") << " of "
+          << hugetlb_size() / 1024 << " kB)";
+    }
     if (m.locked == lock::mlock) out << " mlock" << piece_str(m.lock_range);
     if (m.locked == lock::onfault) out << " mlock2-onfault" << piece_str(m.lock_range);
     for (const auto &p : m.protect) out << " mprotect" << piece_str(p) << ":" << prot_str(p.prot);
