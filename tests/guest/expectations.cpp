@@ -95,7 +95,10 @@ constexpr row table[] = {
      "overlap with the source) and do_mremap() the map-count headroom before the source is "
      "looked up; up to 6.14 the syscall looked the source up first (no VMA -> EFAULT, sealed -> "
      "EPERM) and mremap_to() checked the destination after it, so the same call fails with "
-     "EFAULT/EPERM instead of EINVAL/ENOMEM (seen: Debian 6.12.118 against 7.3.4)",
+     "EFAULT/EPERM instead of EINVAL/ENOMEM (seen: Debian 6.12.118 against 7.3.4). A hugetlb "
+     "source is checked for huge page alignment with that lookup (5.16+: its address and "
+     "new_addr, even a hint): off it, EINVAL comes before mremap_to()'s map-count check, where "
+     "7.3 says ENOMEM (difftest seeds 40188, 40244, 40513 on 6.1.0-57)",
      "destination and map-count checks precede the source lookup",
      "the mremap rework's check_mremap_params()"},
     {rule::map_count_headroom,
