@@ -261,7 +261,10 @@ report attempt(backend b, const walk_scenario &sc, int n, bool charge_after_copy
   // and from shrinking between the two readings of the counters.
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  std::free(std::malloc(1));  // the heap exists (map_count) from here on
+  // The heap exists (map_count) from here on; through a volatile pointer,
+  // as the compiler drops a malloc()/free() pair.
+  void *volatile heap = std::malloc(1);
+  std::free(heap);
   auto remapper = dontunmap::remapper::create(b);
   if (!remapper) {
     problem("backend: " + remapper.error().message());
