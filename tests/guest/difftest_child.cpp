@@ -198,13 +198,22 @@ std::optional<stop> build(const scenario &sc, built &b) {
     const int initial = d.how == fill::touched ? PROT_READ | PROT_WRITE : d.prot;
     const off_t off = is_file(d.k) ? static_cast<off_t>(d.file_pgoff * pg) : 0;
     auto *want = reinterpret_cast<char *>(d.start());
-    void *p = ::mmap(want, d.pages * pg, initial, flags, fd, off);
-    // The driver reserved the huge pages a scenario needs: a refusal is
-    // the pool's (someone else took them), the same in both children.
-    if (p == MAP_FAILED && is_hugetlb(d.k))
-      return stop{true, "hugetlb: mmap " + name + ": " + errname(errno)};
-    if (p == MAP_FAILED) return fail("mmap " + name, errno);
-    if (p != want) return stop{false, "mmap " + name + ": placed at " + hex(std::uintptr_t(p))};
+    // A hugetlb mapping is made a huge page per mmap(), one VMA each (they
+    // never merge), so that no step of a scenario splits a hugetlb VMA:
+    // 6.1's backported hugetlb_split() (6.1.147+) runs before
+    // __vma_adjust() takes the i_mmap lock, and a lockdep kernel warns on
+    // every split, the native call's included (docs/semantics.md).
+    const std::size_t chunk = is_hugetlb(d.k) ? hugetlb_size() : d.pages * pg;
+    for (std::size_t done = 0; done < d.pages * pg; done += chunk) {
+      void *p = ::mmap(want + done, chunk, initial, flags, fd, off);
+      // The driver reserved the huge pages a scenario needs: a refusal is
+      // the pool's (someone else took them), the same in both children.
+      if (p == MAP_FAILED && is_hugetlb(d.k))
+        return stop{true, "hugetlb: mmap " + name + ": " + errname(errno)};
+      if (p == MAP_FAILED) return fail("mmap " + name, errno);
+      if (p != want + done)
+        return stop{false, "mmap " + name + ": placed at " + hex(std::uintptr_t(p))};
+    }
     if (d.how == fill::touched) {
       if (is_hugetlb(d.k)) {
         // Whole huge pages, each base page with its own header.

@@ -406,8 +406,8 @@ void add_call(rng &r, scenario &s, int src) {
 //                  mapping may follow it): the VMAs before it move, it stops
 //                  the move
 //   fixed_target   the call's MREMAP_FIXED target lies in it: a cut off a
-//                  huge page boundary cannot be made, whole huge pages can
-//                  be replaced (by a source of that size: a THP mapping of
+//                  huge page boundary cannot be made, whole huge pages (whole
+//                  VMAs: none is ever split) can be replaced (by a source of that size: a THP mapping of
 //                  the layout, or a private mapping added before it)
 //   dst_neighbour  in the free part of the window, right before or after
 //                  the destination (a merge candidate that never merges)
@@ -436,8 +436,8 @@ void add_hugetlb(scenario &s) {
       if (r.chance(50)) d.touched.push_back(i);
     if (d.touched.empty()) d.touched.push_back(r.below(huges));
   }
-  // A second huge page with other protections: two VMAs, split where
-  // hugetlb allows it.
+  // A second huge page with other protections (each huge page is a VMA
+  // of its own: difftest_child.cpp).
   if (huges == 2 && r.chance(20)) d.protect.push_back({per, per, random_prot(r)});
 
   call_desc &c = s.call;
@@ -768,7 +768,7 @@ std::string describe(const scenario &s) {
     if (m.thp) out << " thp";
     if (is_hugetlb(m.k)) {
       const std::size_t n = m.pages * pg / hugetlb_size();
-      out << " (" << n << (n == 1 ? " huge page" : " huge pages") << " of "
+      out << " (" << n << (n == 1 ? " huge page" : " huge pages, a VMA each,") << " of "
           << hugetlb_size() / 1024 << " kB)";
     }
     if (m.locked == lock::mlock) out << " mlock" << piece_str(m.lock_range);
