@@ -273,6 +273,18 @@ const rule_predicate predicates[] = {
               n.first("result") == m.first("result");
      },
      kAllButResult},
+    // The same order, the unmap failing: a target that cuts a hugetlb VMA
+    // off its huge page boundary is EINVAL before an old kernel's
+    // vma_to_resize() finds the range running past its first VMA, which
+    // 7.3 refuses first (EFAULT: a gap, or a VMA that moves only on its
+    // own). Seeds 814, 1600, 1696, 2000 on 6.1.176; 1478 on 6.12.95.
+    {rule::source_checked_before_target_unmap,
+     [](const scenario &sc, const facts &f, const report &n, const report &m) {
+       return (sc.call.flags & MREMAP_FIXED) && sc.huge == huge_role::fixed_target &&
+              fact_is(f, "beyond_first", "1") && failed_with(n, "EINVAL") &&
+              failed_with(m, "EFAULT");
+     },
+     {"result"}},
 };
 
 // The lines of one report that the other lacks (as multisets), in order.

@@ -218,8 +218,11 @@ constexpr row table[] = {
      "on 5.10.0-46 and 6.1.0-57). 7.3's check_prep_vma() refuses the source before "
      "mremap_to() unmaps anything; the move came with the 6.17 multi-VMA series (\"mm/mremap: "
      "check remap conditions earlier\") - the release is not verified, no matrix kernel lies "
-     "between 6.12 and 7.3",
-     "a VM_DONTEXPAND (hugetlb, special) source is refused before a FIXED target is unmapped",
+     "between 6.12 and 7.3. The same order decides a range running past its first VMA: up to "
+     "6.12 a target that cuts a hugetlb VMA off its huge page boundary fails the unmap first "
+     "(EINVAL), where 7.3 refuses the range (EFAULT; difftest seeds 814 and 1600 on 6.1.176, "
+     "1478 on 6.12.95)",
+     "the source is checked whole (its VMAs, VM_DONTEXPAND) before a FIXED target is unmapped",
      "check_prep_vma() runs before mremap_to(); release not verified"},
 };
 
