@@ -227,14 +227,26 @@ std::optional<options> parse(int argc, char **argv) {
 // What the run exercised: the native outcomes, and the successful moves
 // by the features of their layout, so that a reader can tell whether N
 // was large enough.
+// A report's result: "ok", the errno's name, or "none" (no result line).
+std::string outcome(const report &r) {
+  const std::string_view v = r.first("result");
+  if (v.rfind("ok ", 0) == 0) return "ok";
+  if (v.rfind("err ", 0) == 0) return std::string(v.substr(4));
+  return "none";
+}
+
+// " what=count" for each entry, as the summary lines print tallies.
+std::string counts(const std::map<std::string, std::uint64_t> &t) {
+  std::string out;
+  for (const auto &[what, count] : t) out += " " + what + "=" + std::to_string(count);
+  return out;
+}
+
 void tally_coverage(const scenario &sc, const report &n, std::map<std::string, std::uint64_t> &t) {
-  const std::string_view result = n.first("result");
-  if (result.rfind("err ", 0) == 0) {
-    ++t[std::string(result.substr(4))];
-    return;
-  }
-  if (result.rfind("ok ", 0) != 0) return;
-  ++t["ok"];
+  const std::string result = outcome(n);
+  if (result == "none") return;
+  ++t[result];
+  if (result != "ok") return;
   const std::string_view fact = n.first("fact");
   const auto has = [&](std::string_view f) { return fact.find(f) != std::string_view::npos; };
   if (!has("vmas=1 ")) ++t["ok:multi_vma"];
@@ -303,11 +315,6 @@ struct hugetlb_tally {
     const huge_overlap o = hugetlb_overlap(sc);
     in_source += o.source;
     in_target += o.target;
-    const auto outcome = [](const report &r) {
-      const std::string_view v = r.first("result");
-      if (v.empty()) return std::string("none");
-      return v.rfind("ok ", 0) == 0 ? std::string("ok") : std::string(v.substr(4));
-    };
     std::string out = outcome(*n);
     if (const std::string mod = outcome(*m); mod != out) out += "/" + mod;
     ++by_role[std::string(to_string(sc.huge))][out];
@@ -318,12 +325,9 @@ struct hugetlb_tally {
                 " skipped), %" PRIu64 " in the call's source range, %" PRIu64
                 " in its FIXED target\n",
                 scenarios, skipped, in_source, in_target);
-    for (const auto &[role, outcomes] : by_role) {
-      std::string t;
-      for (const auto &[what, count] : outcomes) t += " " + what + "=" + std::to_string(count);
+    for (const auto &[role, outcomes] : by_role)
       std::printf("difftest: hugetlb as %s (native/module where they differ):%s\n", role.c_str(),
-                  t.c_str());
-    }
+                  counts(outcomes).c_str());
   }
 };
 
@@ -491,9 +495,8 @@ int run(const options &o) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  std::string cov;
-  for (const auto &[what, count] : coverage) cov += " " + what + "=" + std::to_string(count);
-  std::printf("difftest: coverage (native outcomes; moves by feature):%s\n", cov.c_str());
+  std::printf("difftest: coverage (native outcomes; moves by feature):%s\n",
+              counts(coverage).c_str());
   hugetlb.print();
   for (const auto &[r, count] : by_rule)
     std::printf("difftest: expected difference (rule %s): %" PRIu64 "\n", r.c_str(), count);

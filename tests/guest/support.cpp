@@ -241,6 +241,11 @@ bool hugetlb_reservation::reserve_one() {
          nr_hugepages_.set(std::to_string(std::stoul(nr_hugepages_.original()) + 1));
 }
 
+bool hugetlb_reservation::map_private_at(void *at) const {
+  return ::mmap(at, size_, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
 overcommit_guard::overcommit_guard()
     : memory_(procfs::read_text("/proc/sys/vm/overcommit_memory")),
       ratio_(procfs::read_text("/proc/sys/vm/overcommit_ratio")),

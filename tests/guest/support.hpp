@@ -191,6 +191,9 @@ class hugetlb_reservation {
   std::size_t page_size() const { return size_; }
   // Grows the pool by one page; false if the kernel would not.
   [[nodiscard]] bool reserve_one();
+  // Maps one private, writable huge page at `at` (MAP_FIXED); false with
+  // errno set if mmap() refused.
+  [[nodiscard]] bool map_private_at(void *at) const;
 
  private:
   sysctl_guard nr_hugepages_{"vm/nr_hugepages"};

@@ -108,10 +108,7 @@ TEST_P(VmaLayout, FixedMoveReachingAHugetlbVmaIsEinval) {
                    -1, 0),
             MAP_FAILED)
       << std::strerror(errno);
-  ASSERT_NE(::mmap(area.get() + huge, huge, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED, -1, 0),
-            MAP_FAILED)
-      << "MAP_HUGETLB: " << std::strerror(errno);
+  ASSERT_TRUE(pool.map_private_at(area.get() + huge)) << "MAP_HUGETLB: " << std::strerror(errno);
   fill(start, page, uniform('a'));
   fill(area.get() + huge, huge, uniform('h'));
 
@@ -137,10 +134,7 @@ TEST_P(VmaLayout, HugetlbSourceIsRefusedBeforeTheFixedTargetGoes) {
   auto area = guarded::aligned_hole(huge, huge);
   auto target = guarded::aligned_anon(huge, huge);
   ASSERT_TRUE(area && target);
-  ASSERT_NE(::mmap(area.get(), huge, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_FIXED, -1, 0),
-            MAP_FAILED)
-      << "MAP_HUGETLB: " << std::strerror(errno);
+  ASSERT_TRUE(pool.map_private_at(area.get())) << "MAP_HUGETLB: " << std::strerror(errno);
   fill(area.get(), huge, uniform('h'));
   fill(target.get(), huge, per_page('t'));
 
