@@ -22,6 +22,8 @@
 #include <linux/percpu_counter.h>
 #include <linux/huge_mm.h>
 #include <linux/hugetlb_inline.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
 
 #include "internal.h"
 
@@ -43,6 +45,7 @@ struct vma_remap_struct {
 	struct vm_area_struct *vma;	/* source VMA of the current step */
 	int max_map_count;		/* vm.max_map_count, or INT_MAX */
 	unsigned long charged;		/* pages charged, not yet the new VMA's */
+	bool moved;			/* a VMA of this call has moved */
 };
 
 static bool vrm_overlaps(struct vma_remap_struct *vrm)
@@ -579,6 +582,7 @@ static long remap_move(struct vma_remap_struct *vrm)
 		if (!seen_vma)
 			res = res_vma;
 		seen_vma = true;
+		vrm->moved = true;
 		target = res_vma + len;
 		start = addr + len;
 	}
@@ -587,23 +591,19 @@ static long remap_move(struct vma_remap_struct *vrm)
 }
 
 /*
- * userfaultfd events, after the mmap lock is dropped: the unmap of a FIXED
- * target, then UFFD_EVENT_REMAP (or the release of the context on failure),
- * then any unmap of a failed move.
+ * What a move leaves for after the mmap lock is dropped: its userfaultfd
+ * context and unmap lists, and the range the events describe. A batch keeps
+ * one per element, so that each element's events go out in order.
  */
-static void notify_uffd(struct vma_remap_struct *vrm, long err)
-{
-	struct mm_struct *mm = current->mm;
-
-	static_call(dontunmap_userfaultfd_unmap_complete)(mm,
-							  vrm->uf_unmap_early);
-	if (err)
-		dontunmap_uffd_fail(vrm->uf, vrm->addr, err, vrm->old_len);
-	else
-		static_call(dontunmap_mremap_userfaultfd_complete)(vrm->uf,
-				vrm->addr, vrm->new_addr, vrm->old_len);
-	static_call(dontunmap_userfaultfd_unmap_complete)(mm, vrm->uf_unmap);
-}
+struct remap_uffd {
+	struct vm_userfaultfd_ctx ctx;
+	struct list_head unmap_early;
+	struct list_head unmap;
+	unsigned long addr;
+	unsigned long new_addr;
+	unsigned long len;
+	long err;
+};
 
 /*
  * The user's arguments as mremap() takes them: old_addr untagged, lengths
@@ -619,10 +619,26 @@ static void vrm_set_args(struct vma_remap_struct *vrm,
 	vrm->new_addr = req->new_addr;
 }
 
+static void vrm_init(struct vma_remap_struct *vrm,
+		     const struct dontunmap_remap *req, struct remap_uffd *uffd,
+		     int max_map_count)
+{
+	*vrm = (struct vma_remap_struct) {
+		.uf = &uffd->ctx,
+		.uf_unmap_early = &uffd->unmap_early,
+		.uf_unmap = &uffd->unmap,
+		.max_map_count = max_map_count,
+	};
+	uffd->ctx = NULL_VM_UFFD_CTX;
+	INIT_LIST_HEAD(&uffd->unmap_early);
+	INIT_LIST_HEAD(&uffd->unmap);
+	vrm_set_args(vrm, req);
+}
+
 /*
  * The argument rules that need no lock, for a caller that must know whether
- * the call can go ahead before it prepares anything: dontunmap_remap()
- * applies them again.
+ * the call can go ahead before it prepares anything: the engine applies them
+ * again.
  */
 long dontunmap_check_args(const struct dontunmap_remap *req)
 {
@@ -632,44 +648,142 @@ long dontunmap_check_args(const struct dontunmap_remap *req)
 	return check_mremap_params(&vrm);
 }
 
-long dontunmap_remap(struct dontunmap_remap *req)
+/*
+ * One move, under the mmap write lock: the argument rules, then upstream's
+ * remap_move() or mremap_to().
+ */
+static long remap_locked(struct vma_remap_struct *vrm)
 {
 	struct mm_struct *mm = current->mm;
-	struct vm_userfaultfd_ctx uf = NULL_VM_UFFD_CTX;
-	LIST_HEAD(uf_unmap_early);
-	LIST_HEAD(uf_unmap);
-	struct vma_remap_struct vrm = {
-		.uf = &uf,
-		.uf_unmap_early = &uf_unmap_early,
-		.uf_unmap = &uf_unmap,
-	};
 	long res;
 
-	vrm_set_args(&vrm, req);
-	res = check_mremap_params(&vrm);
+	mmap_assert_write_locked(mm);
+
+	res = check_mremap_params(vrm);
 	if (res)
 		return res;
 
-	vrm.max_map_count = dontunmap_max_map_count();
-	if (mmap_write_lock_killable(mm))
-		return -EINTR;
+	if (!check_map_count(vrm, true, true))
+		return -ENOMEM;
+	if (vrm->flags & MREMAP_FIXED)
+		return remap_move(vrm);
+	vrm->vma = dontunmap_vma_lookup(mm, vrm->addr);
+	res = check_prep_vma(vrm);
+	if (res)
+		return res;
+	return mremap_to(vrm);
+}
 
-	if (!check_map_count(&vrm, true, true)) {
-		res = -ENOMEM;
-	} else if (vrm.flags & MREMAP_FIXED) {
-		res = remap_move(&vrm);
-	} else {
-		vrm.vma = dontunmap_vma_lookup(mm, vrm.addr);
-		res = check_prep_vma(&vrm);
-		if (!res)
-			res = mremap_to(&vrm);
+/*
+ * A restarted call would run again from its first element, over memory that
+ * has already moved (and a FIXED target that now holds the moved pages).
+ * Once anything has moved, an interrupted call reports EINTR instead.
+ */
+long dontunmap_no_restart(long err)
+{
+	switch (err) {
+	case -ERESTARTSYS:
+	case -ERESTARTNOINTR:
+	case -ERESTARTNOHAND:
+	case -ERESTART_RESTARTBLOCK:
+		return -EINTR;
 	}
+	return err;
+}
+
+/*
+ * userfaultfd events, after the mmap lock is dropped: the unmap of a FIXED
+ * target, then UFFD_EVENT_REMAP (or the release of the context on failure),
+ * then any unmap of a failed move.
+ */
+static void notify_uffd(struct remap_uffd *uffd)
+{
+	struct mm_struct *mm = current->mm;
+
+	static_call(dontunmap_userfaultfd_unmap_complete)(mm,
+							  &uffd->unmap_early);
+	if (uffd->err)
+		dontunmap_uffd_fail(&uffd->ctx, uffd->addr, uffd->err,
+				    uffd->len);
+	else
+		static_call(dontunmap_mremap_userfaultfd_complete)(&uffd->ctx,
+				uffd->addr, uffd->new_addr, uffd->len);
+	static_call(dontunmap_userfaultfd_unmap_complete)(mm, &uffd->unmap);
+}
+
+/**
+ * dontunmap_remap_batch - make @count moves in order under one mmap lock hold
+ * @reqs: the moves; each completed one gets its destination in new_addr
+ * @count: how many, at least one
+ * @done: set to the number of moves completed
+ *
+ * Each move is all or nothing, with the rules and errnos of a single call;
+ * the first that fails ends the batch and its errno is returned. A fatal
+ * signal ends it between moves with EINTR. userfaultfd events of every move
+ * attempted go out in order once the lock is dropped.
+ *
+ * Return: 0, or the negative errno of move *@done.
+ */
+long dontunmap_remap_batch(struct dontunmap_remap *reqs, unsigned int count,
+			   unsigned int *done)
+{
+	struct mm_struct *mm = current->mm;
+	struct remap_uffd one, *uffd = &one;
+	unsigned int i, tried = 0;
+	int max_map_count;
+	long res = 0;
+
+	*done = 0;
+	if (count > 1) {
+		uffd = kvcalloc(count, sizeof(*uffd), GFP_KERNEL);
+		if (!uffd)
+			return -ENOMEM;
+	}
+	max_map_count = dontunmap_max_map_count();
+
+	if (mmap_write_lock_killable(mm)) {
+		res = -EINTR;
+		goto out_free;
+	}
+	for (i = 0; i < count; i++) {
+		struct vma_remap_struct vrm;
+
+		if (i) {
+			if (fatal_signal_pending(current)) {
+				res = -EINTR;
+				break;
+			}
+			cond_resched();
+		}
+		vrm_init(&vrm, &reqs[i], &uffd[i], max_map_count);
+		res = remap_locked(&vrm);
+		tried++;
+		if (IS_ERR_VALUE(res) && (i || vrm.moved))
+			res = dontunmap_no_restart(res);
+
+		uffd[i].addr = vrm.addr;
+		uffd[i].new_addr = vrm.new_addr;
+		uffd[i].len = vrm.old_len;
+		uffd[i].err = IS_ERR_VALUE(res) ? res : 0;
+		if (IS_ERR_VALUE(res))
+			break;
+		reqs[i].new_addr = res;
+		res = 0;
+	}
+	*done = i;
 	mmap_write_unlock(mm);
 
-	notify_uffd(&vrm, IS_ERR_VALUE(res) ? res : 0);
+	for (i = 0; i < tried; i++)
+		notify_uffd(&uffd[i]);
+out_free:
+	if (uffd != &one)
+		kvfree(uffd);
+	return res;
+}
 
-	if (IS_ERR_VALUE(res))
-		return res;
-	req->new_addr = res;
-	return 0;
+long dontunmap_remap(struct dontunmap_remap *req)
+{
+	unsigned int done;
+
+	return dontunmap_remap_batch(req, 1, &done);
 }

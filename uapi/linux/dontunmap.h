@@ -25,7 +25,8 @@
 #endif
 
 #define DONTUNMAP_DEVICE	"/dev/dontunmap"
-#define DONTUNMAP_ABI_VERSION	1
+#define DONTUNMAP_ABI_VERSION	1	/* changes only if an ioctl changes */
+#define DONTUNMAP_ABI_MINOR	1	/* grows when an ioctl is added */
 
 /*
  * DONTUNMAP_IOC_REMAP: the arguments of mremap(). @flags takes the MREMAP_*
@@ -55,17 +56,51 @@ struct dontunmap_remap {
 #define DONTUNMAP_FEAT_ALIGNED_LEN	(1ULL << 4) /* lengths compared after page alignment */
 #define DONTUNMAP_FEAT_DIRECT_CALLS	(1ULL << 5) /* kernel internals reached by direct branches */
 #define DONTUNMAP_FEAT_MULTI_VMA	(1ULL << 6) /* MREMAP_FIXED moves spanning several VMAs */
+#define DONTUNMAP_FEAT_BATCH		(1ULL << 7) /* DONTUNMAP_IOC_REMAP_BATCH (ABI minor 1) */
 
 /* DONTUNMAP_IOC_INFO: what this module supports, so user space need not guess. */
 struct dontunmap_info {
 	__u32 abi_version;	/* DONTUNMAP_ABI_VERSION */
-	__u32 reserved0;	/* zero */
+	__u32 abi_minor;	/* DONTUNMAP_ABI_MINOR; 0 from modules before it */
 	__u64 features;		/* DONTUNMAP_FEAT_* */
 	__u64 reserved[4];	/* zero */
 };
 
+/*
+ * DONTUNMAP_IOC_REMAP_BATCH: @count moves, the array of struct
+ * dontunmap_remap at @remaps, made in order under one hold of the mmap lock.
+ * Each element follows the rules of DONTUNMAP_IOC_REMAP, is all or nothing,
+ * and gets its destination written back into its new_addr. The call stops at
+ * the first element that fails: @completed says how many moved (elements
+ * 0 .. completed - 1, each written back), @error holds that element's
+ * negative errno, and the ioctl fails with it. A call refused as a whole
+ * (a bad header, @count 0 or above DONTUNMAP_BATCH_MAX, an array it cannot
+ * read) moves nothing and reports completed 0, error 0. userfaultfd events
+ * of all completed elements are delivered in order, after the lock is
+ * dropped. See docs/batch.md.
+ */
+struct dontunmap_remap_batch {
+	__u64 remaps;		/* user pointer to count struct dontunmap_remap */
+	__u32 count;		/* 1 .. DONTUNMAP_BATCH_MAX */
+	__u32 flags;		/* zero: none defined yet */
+	__u32 completed;	/* out: elements moved */
+	__s32 error;		/* out: the failed element's -errno, or 0 */
+	__u64 reserved[2];	/* zero */
+};
+
+/*
+ * The most elements one call takes. The bound caps what one call can make
+ * others wait for: the mmap lock is held across all elements (faults and
+ * mmap() of other threads wait; a fatal signal is honoured between
+ * elements), and the kernel copies the array and keeps userfaultfd
+ * bookkeeping per element (about 112 bytes each, 112 KiB at the bound).
+ * Callers with more moves make more calls.
+ */
+#define DONTUNMAP_BATCH_MAX	1024
+
 #define DONTUNMAP_IOC_MAGIC	0xD6
 #define DONTUNMAP_IOC_REMAP	_IOWR(DONTUNMAP_IOC_MAGIC, 0x01, struct dontunmap_remap)
 #define DONTUNMAP_IOC_INFO	_IOR(DONTUNMAP_IOC_MAGIC, 0x02, struct dontunmap_info)
+#define DONTUNMAP_IOC_REMAP_BATCH _IOWR(DONTUNMAP_IOC_MAGIC, 0x03, struct dontunmap_remap_batch)
 
 #endif /* _UAPI_LINUX_DONTUNMAP_H */
