@@ -30,6 +30,7 @@ TEST(ProbeNative, MatchesKernelRelease) {
   EXPECT_EQ(s.private_anon, v >= 5007) << "kernel " << release;
   EXPECT_EQ(s.shared, v >= 5013) << "kernel " << release;
   EXPECT_EQ(s.aligned_lengths, v >= 6017) << "kernel " << release;
+  EXPECT_EQ(s.multi_vma, v >= 6017) << "kernel " << release;
 }
 
 TEST(ProbeNative, IsComputedOnce) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <dontunmap/dontunmap.hpp>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -100,6 +101,25 @@ template <typename T>
            << "errno " << r.error().value() << " (" << r.error().message() << "), expected "
            << err << " (" << std::strerror(err) << ")";
   return ::testing::AssertionSuccess();
+}
+
+// Every DONTUNMAP_FEAT_* bit a module of ABI minor 1 may report.
+constexpr std::uint64_t all_module_features =
+    DONTUNMAP_FEAT_PRIVATE_ANON | DONTUNMAP_FEAT_SHARED | DONTUNMAP_FEAT_UFFD |
+    DONTUNMAP_FEAT_KSM_UNMERGE | DONTUNMAP_FEAT_ALIGNED_LEN | DONTUNMAP_FEAT_DIRECT_CALLS |
+    DONTUNMAP_FEAT_MULTI_VMA | DONTUNMAP_FEAT_BATCH;
+
+// A stand-in for the module on a host without it: /dev/null, which fails
+// every ioctl with ENOTTY, wrapped as if DONTUNMAP_IOC_INFO had reported
+// `features` and `abi_minor`. A call that reaches it fails with ENOTTY; one
+// that does not, did not go to the module.
+inline device fake_module(std::uint64_t features = all_module_features,
+                          std::uint32_t abi_minor = DONTUNMAP_ABI_MINOR) {
+  return detail::make_unchecked_device(unique_fd(::open("/dev/null", O_RDWR | O_CLOEXEC)),
+                                       dontunmap_info{.abi_version = DONTUNMAP_ABI_VERSION,
+                                                      .abi_minor = abi_minor,
+                                                      .features = features,
+                                                      .reserved = {}});
 }
 
 }  // namespace dontunmap::test

@@ -36,6 +36,27 @@ bool kernel_accepts(int share, std::size_t new_len) noexcept {
   return dst != -1;
 }
 
+// Tries a MREMAP_FIXED DONTUNMAP move of two one-page VMAs (a private
+// mapping whose halves differ in protection, so they cannot merge) onto a
+// reserved two-page hole, then unmaps everything. Only 6.17+ moves a range
+// spanning several VMAs; older kernels refuse it with EFAULT.
+bool kernel_moves_several_vmas() noexcept {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  void *src = ::mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (src == MAP_FAILED) return false;
+  void *hole = ::mmap(nullptr, 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+  bool moved = false;
+  if (hole != MAP_FAILED &&
+      ::mprotect(static_cast<char *>(src) + page, page, PROT_READ) == 0) {
+    moved = sys_mremap(src, 2 * page, 2 * page,
+                       MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED, hole) != -1;
+  }
+  if (hole != MAP_FAILED) ::munmap(hole, 2 * page);
+  ::munmap(src, 2 * page);
+  return moved;
+}
+
 }  // namespace
 
 std::expected<void *, std::error_code> remap_native(const remap_request &req) noexcept {
@@ -53,6 +74,7 @@ const native_support &probe_native() noexcept {
     s.shared = kernel_accepts(MAP_SHARED, page);
     // 4096 vs 4000 on 4 KiB pages: only 6.17+ page-aligns before comparing.
     s.aligned_lengths = kernel_accepts(MAP_PRIVATE, page - 96);
+    s.multi_vma = s.private_anon && kernel_moves_several_vmas();
     errno = saved_errno;
     return s;
   }();
