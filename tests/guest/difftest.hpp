@@ -174,6 +174,9 @@ struct scenario {
   bool uses_ksm() const;
   bool uses_uffd() const;
   bool uses_seal() const;
+  // The module side makes its move as a batch of one element (odd seeds),
+  // which must answer exactly as the single call does.
+  bool uses_batch() const { return seed % 2 == 1; }
 };
 
 scenario generate(std::uint64_t seed);

@@ -32,6 +32,7 @@
 #include <optional>
 #include <thread>
 
+#include "batch_one.hpp"
 #include "difftest.hpp"
 #include "procfs.hpp"
 #include "text.hpp"
@@ -934,7 +935,9 @@ void run_child(const scenario &sc, side which, int out_fd) {
                              (UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_UNMAP)) != 0);
   call_limit lim(sc);
   const std::int64_t before = committed_kb();
-  const auto r = which == side::native ? remap_native(req) : dev->remap(req);
+  const auto r = which == side::native ? remap_native(req)
+                 : sc.uses_batch()       ? test::remap_batch_of_one(dev->fd(), req)
+                                         : dev->remap(req);
   const std::int64_t after = committed_kb();
   lim.lift();
   if (monitor) monitor->finish();

@@ -743,6 +743,7 @@ std::string describe(const scenario &s) {
   const std::size_t pg = page();
   out << "scenario seed " << s.seed << " (window " << hex(kWindowBase) << ", page " << pg
       << ")\n";
+  if (s.uses_batch()) out << "  module side: DONTUNMAP_IOC_REMAP_BATCH, one element\n";
   auto list = [](const std::vector<std::size_t> &v) {
     std::string t;
     for (std::size_t x : v) t += (t.empty() ? "" : ",") + std::to_string(x);

@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "batch_one.hpp"
 #include "support.hpp"
 
 namespace dontunmap::test {
@@ -252,7 +253,29 @@ class uffd_reader {
 
 // The child's side of one call with the n-th allocation failed (n = 0: no
 // injection). Returns what it saw; never uses gtest.
-report attempt(backend b, const walk_scenario &sc, int n, bool charge_after_copy) {
+// How the move is made: native mremap(), the module's single ioctl, or the
+// module's batch ioctl with the move as its one element (which adds the
+// copy of the array and the header's write-back to what can fail).
+enum class way { native, module, batch };
+
+const char *to_string(way w) {
+  switch (w) {
+    case way::native: return "native";
+    case way::module: return "module";
+    case way::batch: return "batch";
+  }
+  return "?";
+}
+
+backend backend_of(way w) { return w == way::native ? backend::native : backend::module; }
+
+std::expected<void *, std::error_code> remap_by(way w, const dontunmap::remapper &r,
+                                                const remap_request &req) {
+  if (w != way::batch) return r.remap(req);
+  return remap_batch_of_one(r.module_device()->fd(), req);
+}
+
+report attempt(way w, const walk_scenario &sc, int n, bool charge_after_copy) {
   report rep;
   auto problem = [&rep](const std::string &s) {
     if (!rep.problem[0]) std::snprintf(rep.problem, sizeof(rep.problem), "%s", s.c_str());
@@ -265,7 +288,7 @@ report attempt(backend b, const walk_scenario &sc, int n, bool charge_after_copy
   // as the compiler drops a malloc()/free() pair.
   void *volatile heap = std::malloc(1);
   std::free(heap);
-  auto remapper = dontunmap::remapper::create(b);
+  auto remapper = dontunmap::remapper::create(backend_of(w));
   if (!remapper) {
     problem("backend: " + remapper.error().message());
     return rep;
@@ -309,7 +332,7 @@ report attempt(backend b, const walk_scenario &sc, int n, bool charge_after_copy
       return rep;
     }
   }
-  const auto r = remapper->remap(req);
+  const auto r = remap_by(w, *remapper, req);
   if (n > 0) {
     const ssize_t got = ::pread(fail_nth, buf, sizeof(buf) - 1, 0);
     ::pwrite(fail_nth, "0", 1, 0);
@@ -415,7 +438,7 @@ report attempt(backend b, const walk_scenario &sc, int n, bool charge_after_copy
 }
 
 // Runs attempt() in a child and brings its report back.
-std::optional<report> attempt_in_child(backend b, const walk_scenario &sc, int n,
+std::optional<report> attempt_in_child(way w, const walk_scenario &sc, int n,
                                        bool charge_after_copy) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC)) return std::nullopt;
@@ -424,7 +447,7 @@ std::optional<report> attempt_in_child(backend b, const walk_scenario &sc, int n
     ::close(fds[0]);
     report rep;
     try {
-      rep = attempt(b, sc, n, charge_after_copy);
+      rep = attempt(w, sc, n, charge_after_copy);
     } catch (const std::exception &e) {
       std::snprintf(rep.problem, sizeof(rep.problem), "the child threw: %s", e.what());
     }
@@ -651,13 +674,13 @@ bool module_charges_after_copy() {
 }
 
 class AllocationFailureWalk
-    : public ::testing::TestWithParam<std::tuple<backend, const walk_scenario *>> {
+    : public ::testing::TestWithParam<std::tuple<way, const walk_scenario *>> {
  protected:
   void SetUp() override {
     if (::access(kFailNth, F_OK)) GTEST_SKIP() << "no " << kFailNth << " (CONFIG_FAULT_INJECTION)";
     if (!knobs_.usable())
       GTEST_SKIP() << knobs_.why() << " (CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC)";
-    if (std::get<0>(GetParam()) == backend::module && ::access(DONTUNMAP_DEVICE, F_OK)) {
+    if (std::get<0>(GetParam()) != way::native && ::access(DONTUNMAP_DEVICE, F_OK)) {
       if (module_required()) FAIL() << DONTUNMAP_DEVICE << " is missing";
       GTEST_SKIP() << DONTUNMAP_DEVICE << " is missing";
     }
@@ -668,7 +691,7 @@ class AllocationFailureWalk
 
 TEST_P(AllocationFailureWalk, EveryInjectedFailureLeavesTheMoveWholeOrUndone) {
   const auto [b, sc] = GetParam();
-  const bool after_copy = b == backend::module && module_charges_after_copy();
+  const bool after_copy = b != way::native && module_charges_after_copy();
   if (sc->overcommit_never) overcommit_.changed_elsewhere();
   const auto reference = attempt_in_child(b, *sc, 0, after_copy);
   overcommit_.restore();
@@ -712,7 +735,7 @@ TEST_P(AllocationFailureWalk, EveryInjectedFailureLeavesTheMoveWholeOrUndone) {
 }
 
 std::string walk_name(
-    const ::testing::TestParamInfo<std::tuple<backend, const walk_scenario *>> &info) {
+    const ::testing::TestParamInfo<std::tuple<way, const walk_scenario *>> &info) {
   return std::string(std::get<1>(info.param)->name) + "_" + to_string(std::get<0>(info.param));
 }
 
@@ -722,9 +745,24 @@ std::vector<const walk_scenario *> all_scenarios() {
   return v;
 }
 
+// The batch ioctl adds its own allocations and copies around the same
+// engine: four scenarios cover them, the engine's paths are walked above.
+std::vector<const walk_scenario *> batch_scenarios() {
+  std::vector<const walk_scenario *> v;
+  for (const auto &s : kScenarios)
+    for (const char *name : {"PopulatedPrivateAnon", "FixedOverAMapping", "MultiVmaFixed",
+                             "UserfaultfdSourceWithEventRemap"})
+      if (std::strcmp(s.name, name) == 0) v.push_back(&s);
+  return v;
+}
+
 INSTANTIATE_TEST_SUITE_P(, AllocationFailureWalk,
-                         ::testing::Combine(::testing::Values(backend::module, backend::native),
+                         ::testing::Combine(::testing::Values(way::module, way::native),
                                             ::testing::ValuesIn(all_scenarios())),
+                         walk_name);
+INSTANTIATE_TEST_SUITE_P(Batch, AllocationFailureWalk,
+                         ::testing::Combine(::testing::Values(way::batch),
+                                            ::testing::ValuesIn(batch_scenarios())),
                          walk_name);
 
 }  // namespace

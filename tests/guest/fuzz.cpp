@@ -241,10 +241,12 @@ void run_info(run_state &s, const call &c) {
   if (err == 0 && writable) {
     dontunmap_info info;
     std::memcpy(&info, reinterpret_cast<const void *>(c.ptr), sizeof(info));
-    const std::uint64_t known = (DONTUNMAP_FEAT_MULTI_VMA << 1) - 1;
+    const std::uint64_t known = (DONTUNMAP_FEAT_BATCH << 1) - 1;
     if (info.abi_version != DONTUNMAP_ABI_VERSION)
       problems.push_back("abi_version " + std::to_string(info.abi_version));
-    if (info.reserved0 || info.reserved[0] || info.reserved[1] || info.reserved[2] ||
+    if (info.abi_minor != DONTUNMAP_ABI_MINOR)
+      problems.push_back("abi_minor " + std::to_string(info.abi_minor));
+    if (info.reserved[0] || info.reserved[1] || info.reserved[2] ||
         info.reserved[3])
       problems.push_back("reserved fields not zero");
     if (info.features & ~known) problems.push_back("unknown feature bits " + hex(info.features));

@@ -28,21 +28,16 @@ namespace {
 // into a failure, it orders nothing.
 constexpr unsigned kHangSeconds = 20;
 
-class ioctl_abi_test : public ::testing::Test {
+class ioctl_abi_test : public device_test {
  protected:
   void SetUp() override {
-    fd_ = ::open(DONTUNMAP_DEVICE, O_RDWR | O_CLOEXEC);
-    if (fd_ < 0 && errno == ENOENT && !module_required())
-      GTEST_SKIP() << DONTUNMAP_DEVICE << " is absent (dontunmap.ko not loaded)";
-    ASSERT_GE(fd_, 0) << DONTUNMAP_DEVICE << ": " << std::strerror(errno);
+    device_test::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     len_ = 4 * page_size();
     src_ = guarded::anon(len_);
     hole_ = guarded::hole(len_);
     ASSERT_TRUE(src_ && hole_);
     fill(src_.get(), len_, per_page('a'));
-  }
-  void TearDown() override {
-    if (fd_ >= 0) ::close(fd_);
   }
 
   // The raw ioctl: 0, or -1 with errno.
@@ -58,7 +53,6 @@ class ioctl_abi_test : public ::testing::Test {
   }
 
   // Every test moves src_ (populated, page i holding 'a' + i) to hole_.
-  int fd_ = -1;
   std::size_t len_ = 0;
   guarded src_, hole_;
 };

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "batch_one.hpp"
 #include "procfs.hpp"
 #include "stress_ops.hpp"
 
@@ -18,6 +19,18 @@ namespace {
 namespace procfs = test::procfs;
 
 enum class dest { fixed, kernel_picks, hint };
+
+// With the module, one move in four goes through DONTUNMAP_IOC_REMAP_BATCH
+// as a batch of one element, which must behave as the single call does,
+// under the same races.
+std::expected<void *, std::error_code> remap(ctx &c, const remap_request &req) {
+  world &w = c.w;
+  const device *dev = w.remapper->module_device();
+  if (!dev || w.remapper->requested() != backend::module || !c.r.one_in(4))
+    return w.remapper->remap(req);
+  w.c.batched_moves.fetch_add(1, std::memory_order_relaxed);
+  return test::remap_batch_of_one(dev->fd(), req);
+}
 
 // Moves pages [src.a, src.b) from src.loc to home `to` (dest::fixed, or
 // dest::hint into a hole, which the kernel may or may not honour) or to an
@@ -58,7 +71,7 @@ bool move_run(ctx &c, slot &s, const run &src, std::uint8_t to, dest how) {
                     .new_len = len,
                     .flags = MREMAP_MAYMOVE | MREMAP_DONTUNMAP | (fixed ? MREMAP_FIXED : 0u),
                     .new_addr = target};
-  auto moved = w.remapper->remap(req);
+  auto moved = remap(c, req);
   // EFAULT without a move is the answer for a source of several VMAs that
   // the move may not span: userfaultfd-armed ones (a registration made
   // just now), or any without MREMAP_FIXED. Only a source of several VMAs
@@ -73,7 +86,7 @@ bool move_run(ctx &c, slot &s, const run &src, std::uint8_t to, dest how) {
     before = false;
     w.c.multi_fallbacks.fetch_add(1, std::memory_order_relaxed);
     if (!fixed) return true;  // the slot stays where it is
-    moved = w.remapper->remap(req);
+    moved = remap(c, req);
   }
   if (!moved) {
     fail(w, "move of slot %u pages [%zu, %zu) from %s %p to %s %p (%s) failed: %s%s", s.id, src.a,

@@ -197,6 +197,17 @@ void backend_test::SetUp() {
   remapper_.emplace(std::move(*r));
 }
 
+void device_test::SetUp() {
+  fd_ = ::open(DONTUNMAP_DEVICE, O_RDWR | O_CLOEXEC);
+  if (fd_ < 0 && errno == ENOENT && !module_required())
+    GTEST_SKIP() << DONTUNMAP_DEVICE << " is absent (dontunmap.ko not loaded)";
+  ASSERT_GE(fd_, 0) << DONTUNMAP_DEVICE << ": " << std::strerror(errno);
+}
+
+void device_test::TearDown() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 remap_result backend_test::move(void *old_addr, std::size_t len, void *new_addr,
                                 unsigned long extra_flags) const {
   remap_request req;

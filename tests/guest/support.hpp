@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <functional>
 #include <optional>
@@ -151,6 +152,17 @@ class backend_test : public ::testing::TestWithParam<backend> {
 };
 
 std::string backend_name(const ::testing::TestParamInfo<backend> &info);
+
+// Tests of the raw ioctls: /dev/dontunmap open in fd_ (skipped where the
+// device is absent and the module is not required). A derived SetUp calls
+// this one first and returns if it skipped or failed.
+class device_test : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  int fd_ = -1;
+};
 
 #define DONTUNMAP_INSTANTIATE_BACKENDS(suite)                                                 \
   INSTANTIATE_TEST_SUITE_P(                                                                   \
