@@ -36,34 +36,8 @@ bool unmapped(const void *addr, std::size_t len) {
   return ::msync(const_cast<void *>(addr), len, MS_ASYNC) != 0 && errno == ENOMEM;
 }
 
-std::uint64_t to_u64(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
-
-class batch_test : public device_test {
+class batch_test : public device_test, protected fixed_ranges {
  protected:
-  // n populated sources (element i holding per_page('a' + 4 i)) and n holes.
-  void make_ranges(std::size_t n, std::size_t pages = 2) {
-    len_ = pages * page_size();
-    for (std::size_t i = 0; i < n; ++i) {
-      srcs_.push_back(guarded::anon(len_));
-      holes_.push_back(guarded::hole(len_));
-      ASSERT_TRUE(srcs_.back() && holes_.back());
-      fill(srcs_.back().get(), len_, content(i));
-    }
-  }
-  static pattern content(std::size_t i) { return per_page(static_cast<char>('a' + 4 * i)); }
-
-  // Element i: srcs_[i] to holes_[i], MREMAP_FIXED.
-  std::vector<dontunmap_remap> fixed_moves() const {
-    std::vector<dontunmap_remap> v;
-    for (std::size_t i = 0; i < srcs_.size(); ++i)
-      v.push_back({.old_addr = to_u64(srcs_[i].get()),
-                   .old_len = len_,
-                   .new_len = len_,
-                   .flags = MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED,
-                   .new_addr = to_u64(holes_[i].get())});
-    return v;
-  }
-
   // The raw ioctl: 0, or -1 with errno.
   int batch(dontunmap_remap_batch *hdr) const {
     return ::ioctl(fd_, DONTUNMAP_IOC_REMAP_BATCH, hdr);
@@ -72,26 +46,16 @@ class batch_test : public device_test {
     return batch_header(v.data(), static_cast<std::uint32_t>(v.size()));
   }
 
-  // Element i moved: its hole holds its pages, its source is mapped and empty.
-  ::testing::AssertionResult moved(std::size_t i) const {
-    if (auto r = holds(holes_[i].get(), len_, content(i)); !r) return r << " (element " << i << ")";
-    if (auto r = holds(srcs_[i].get(), len_, zeros()); !r) return r << " (source " << i << ")";
-    return ::testing::AssertionSuccess();
-  }
   // Element i did not move: its source keeps its pages, its hole is a hole.
   ::testing::AssertionResult untouched(std::size_t i) const {
     if (!unmapped(holes_[i].get(), len_))
       return ::testing::AssertionFailure() << "element " << i << ": its target is mapped";
-    if (auto r = holds(srcs_[i].get(), len_, content(i)); !r) return r << " (source " << i << ")";
-    return ::testing::AssertionSuccess();
+    return source_kept(i);
   }
   // The hole i is mapped now: unmap the destination with the guards.
   void adopt_holes() {
     for (auto &h : holes_) h.reset();
   }
-
-  std::size_t len_ = 0;
-  std::vector<guarded> srcs_, holes_;
 };
 
 TEST_F(batch_test, InfoAnnouncesTheBatchIoctl) {

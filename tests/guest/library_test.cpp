@@ -33,8 +33,6 @@ std::string describe(mapping_kind k, feature f, const capability &c) {
          to_string(c.automatic);
 }
 
-std::uint64_t to_u64(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
-
 // The module's count of batch calls (docs/batch.md), if it has one.
 std::optional<std::uint64_t> batch_calls() {
   std::ifstream f("/sys/class/misc/dontunmap/stats/batches");
@@ -43,7 +41,7 @@ std::optional<std::uint64_t> batch_calls() {
   return std::nullopt;
 }
 
-class library_test : public ::testing::Test {
+class library_test : public ::testing::Test, protected fixed_ranges {
  protected:
   void SetUp() override {
     auto dev = device::open();
@@ -55,43 +53,22 @@ class library_test : public ::testing::Test {
     info_ = *info;
   }
 
-  // n populated sources of `pages` pages (element i holding per_page('a' + 3 i))
-  // and n holes, with element i moving srcs_[i] to holes_[i] (MREMAP_FIXED).
+  // make_ranges(n, pages), and their moves in moves_.
   void make_moves(std::size_t n, std::size_t pages = 2) {
-    len_ = pages * page_size();
-    for (std::size_t i = 0; i < n; ++i) {
-      srcs_.push_back(guarded::anon(len_));
-      holes_.push_back(guarded::hole(len_));
-      ASSERT_TRUE(srcs_.back() && holes_.back());
-      fill(srcs_.back().get(), len_, content(i));
-      moves_.push_back({.old_addr = to_u64(srcs_[i].get()),
-                        .old_len = len_,
-                        .new_len = len_,
-                        .flags = MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED,
-                        .new_addr = to_u64(holes_[i].get())});
-    }
+    make_ranges(n, pages);
+    moves_ = fixed_moves();
   }
-  static pattern content(std::size_t i) { return per_page(static_cast<char>('a' + 3 * i)); }
 
-  // Element i moved: its destination was written back and holds its pages,
-  // its source is mapped and empty.
+  // Element i moved: its destination was written back, its hole holds its
+  // pages, its source is mapped and empty.
   ::testing::AssertionResult moved(std::size_t i) const {
     if (moves_[i].new_addr != to_u64(holes_[i].get()))
       return ::testing::AssertionFailure() << "element " << i << ": new_addr 0x" << std::hex
                                            << moves_[i].new_addr << ", expected its target";
-    if (auto r = holds(holes_[i].get(), len_, content(i)); !r) return r << " (element " << i << ")";
-    if (auto r = holds(srcs_[i].get(), len_, zeros()); !r) return r << " (source " << i << ")";
-    return ::testing::AssertionSuccess();
-  }
-  // Element i did not move: its source keeps its pages.
-  ::testing::AssertionResult untouched(std::size_t i) const {
-    if (auto r = holds(srcs_[i].get(), len_, content(i)); !r) return r << " (source " << i << ")";
-    return ::testing::AssertionSuccess();
+    return fixed_ranges::moved(i);
   }
 
   dontunmap_info info_{};
-  std::size_t len_ = 0;
-  std::vector<guarded> srcs_, holes_;
   std::vector<dontunmap_remap> moves_;
 };
 
@@ -192,7 +169,7 @@ TEST_F(library_test, RemapBatchThroughTheModuleStopsAtABadElementWithCompletedK)
 
   EXPECT_TRUE(stopped_at(r->remap_batch(moves_), k, EINVAL));
   for (std::size_t i = 0; i < k; ++i) EXPECT_TRUE(moved(i));
-  for (std::size_t i = k; i < moves_.size(); ++i) EXPECT_TRUE(untouched(i));
+  for (std::size_t i = k; i < moves_.size(); ++i) EXPECT_TRUE(source_kept(i));
   EXPECT_EQ(moves_[k + 1].new_addr, to_u64(holes_[k + 1].get())) << "a later element changed";
 }
 
@@ -209,8 +186,8 @@ TEST_F(library_test, AutomaticBatchesThroughTheModuleAndStopsAtABadElement) {
   EXPECT_TRUE(stopped_at(r->remap_batch(moves_), 2, EINVAL));
   EXPECT_TRUE(moved(0));
   EXPECT_TRUE(moved(1));
-  EXPECT_TRUE(untouched(2));
-  EXPECT_TRUE(untouched(3));
+  EXPECT_TRUE(source_kept(2));
+  EXPECT_TRUE(source_kept(3));
   if (calls) {
     EXPECT_EQ(*batch_calls() - *calls, 1u) << "not one DONTUNMAP_IOC_REMAP_BATCH";
   }

@@ -208,6 +208,38 @@ void device_test::TearDown() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+void fixed_ranges::make_ranges(std::size_t n, std::size_t pages) {
+  len_ = pages * page_size();
+  for (std::size_t i = 0; i < n; ++i) {
+    srcs_.push_back(guarded::anon(len_));
+    holes_.push_back(guarded::hole(len_));
+    ASSERT_TRUE(srcs_.back() && holes_.back());
+    fill(srcs_.back().get(), len_, content(i));
+  }
+}
+
+std::vector<dontunmap_remap> fixed_ranges::fixed_moves() const {
+  std::vector<dontunmap_remap> v;
+  for (std::size_t i = 0; i < srcs_.size(); ++i)
+    v.push_back({.old_addr = to_u64(srcs_[i].get()),
+                 .old_len = len_,
+                 .new_len = len_,
+                 .flags = MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED,
+                 .new_addr = to_u64(holes_[i].get())});
+  return v;
+}
+
+::testing::AssertionResult fixed_ranges::moved(std::size_t i) const {
+  if (auto r = holds(holes_[i].get(), len_, content(i)); !r) return r << " (element " << i << ")";
+  if (auto r = holds(srcs_[i].get(), len_, zeros()); !r) return r << " (source " << i << ")";
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult fixed_ranges::source_kept(std::size_t i) const {
+  if (auto r = holds(srcs_[i].get(), len_, content(i)); !r) return r << " (source " << i << ")";
+  return ::testing::AssertionSuccess();
+}
+
 remap_result backend_test::move(void *old_addr, std::size_t len, void *new_addr,
                                 unsigned long extra_flags) const {
   remap_request req;

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "expectations.hpp"
 #include "procfs.hpp"
@@ -163,6 +164,27 @@ class device_test : public ::testing::Test {
 
   int fd_ = -1;
 };
+
+// The ranges of the batch tests, a mixin for their fixtures: n populated
+// private anonymous sources of `pages` pages each (source i holding
+// content(i)) and n holes, their MREMAP_FIXED targets.
+class fixed_ranges {
+ protected:
+  // Fails the test (fatally) when a range cannot be mapped.
+  void make_ranges(std::size_t n, std::size_t pages = 2);
+  static pattern content(std::size_t i) { return per_page(static_cast<char>('a' + 4 * i)); }
+  // Element i moves srcs_[i] to holes_[i], MREMAP_FIXED.
+  std::vector<dontunmap_remap> fixed_moves() const;
+  // Range i moved: its hole holds its pages, its source is mapped and empty.
+  ::testing::AssertionResult moved(std::size_t i) const;
+  // Range i did not move: its source keeps its pages.
+  ::testing::AssertionResult source_kept(std::size_t i) const;
+
+  std::size_t len_ = 0;
+  std::vector<guarded> srcs_, holes_;
+};
+
+inline std::uint64_t to_u64(const void *p) { return reinterpret_cast<std::uintptr_t>(p); }
 
 #define DONTUNMAP_INSTANTIATE_BACKENDS(suite)                                                 \
   INSTANTIATE_TEST_SUITE_P(                                                                   \

@@ -80,13 +80,7 @@ std::expected<dontunmap_info, std::error_code> device::info() const noexcept {
 }
 
 std::expected<void *, std::error_code> device::remap(const remap_request &req) const noexcept {
-  struct dontunmap_remap args = {
-      .old_addr = reinterpret_cast<std::uintptr_t>(req.old_addr),
-      .old_len = req.old_len,
-      .new_len = req.new_len,
-      .flags = req.flags,
-      .new_addr = reinterpret_cast<std::uintptr_t>(req.new_addr),
-  };
+  dontunmap_remap args = detail::to_uapi(req);
   if (::ioctl(fd_.get(), DONTUNMAP_IOC_REMAP, &args) != 0)
     return std::unexpected(detail::last_error());
   return reinterpret_cast<void *>(static_cast<std::uintptr_t>(args.new_addr));

@@ -22,6 +22,24 @@ inline std::error_code errc(int err) noexcept {
   return {err, std::system_category()};
 }
 
+// A remap_request as the module's struct dontunmap_remap, and back: the
+// one conversion between the library's call and the ioctl's element.
+inline dontunmap_remap to_uapi(const remap_request &req) noexcept {
+  return {.old_addr = reinterpret_cast<std::uintptr_t>(req.old_addr),
+          .old_len = req.old_len,
+          .new_len = req.new_len,
+          .flags = req.flags,
+          .new_addr = reinterpret_cast<std::uintptr_t>(req.new_addr)};
+}
+
+inline remap_request from_uapi(const dontunmap_remap &e) noexcept {
+  return {.old_addr = reinterpret_cast<void *>(static_cast<std::uintptr_t>(e.old_addr)),
+          .old_len = static_cast<std::size_t>(e.old_len),
+          .new_len = static_cast<std::size_t>(e.new_len),
+          .flags = static_cast<unsigned long>(e.flags),
+          .new_addr = reinterpret_cast<void *>(static_cast<std::uintptr_t>(e.new_addr))};
+}
+
 // The ABI handshake of device::open() and from_fd(), given the errno of
 // DONTUNMAP_IOC_INFO (0: it succeeded) and what it wrote: empty if the
 // device may be used; ENOTTY for a file that is not the device (ENOTTY or

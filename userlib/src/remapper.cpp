@@ -275,11 +275,7 @@ batch_result remapper::remap_batch(std::span<dontunmap_remap> reqs) const noexce
     return done;
   }
   for (dontunmap_remap &e : reqs) {
-    const auto moved = remap({.old_addr = reinterpret_cast<void *>(e.old_addr),
-                              .old_len = static_cast<std::size_t>(e.old_len),
-                              .new_len = static_cast<std::size_t>(e.new_len),
-                              .flags = static_cast<unsigned long>(e.flags),
-                              .new_addr = reinterpret_cast<void *>(e.new_addr)});
+    const auto moved = remap(detail::from_uapi(e));
     if (!moved) {
       done.error = moved.error();
       break;
