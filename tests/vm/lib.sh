@@ -135,8 +135,9 @@ host_apt_install() {
 # What building libdontunmap, its tests, the guest programs and the demo with
 # cmake needs on the host (tests/check, tests/demo, make lib); and, per guest
 # architecture other than the host's, what its cross build adds (GoogleTest
-# is compiled there from Debian's sources, package googletest).
-readonly HOST_BUILD_PACKAGES='cmake g++ make libgtest-dev libgmock-dev'
+# is compiled there from Debian's sources, package googletest). pkgconf: the
+# host install test builds a consumer with `pkg-config --cflags --libs`.
+readonly HOST_BUILD_PACKAGES='cmake g++ make libgtest-dev libgmock-dev pkgconf'
 declare -rA CROSS_BUILD_PACKAGES=([arm64]='gcc-aarch64-linux-gnu g++-aarch64-linux-gnu googletest')
 
 # ensure_build_packages [ARCH...]: HOST_BUILD_PACKAGES, and the cross build
