@@ -73,9 +73,12 @@ struct dontunmap_info {
  * and gets its destination written back into its new_addr. The call stops at
  * the first element that fails: @completed says how many moved (elements
  * 0 .. completed - 1, each written back), @error holds that element's
- * negative errno, and the ioctl fails with it. A call refused as a whole
- * (a bad header, @count 0 or above DONTUNMAP_BATCH_MAX, an array it cannot
- * read) moves nothing and reports completed 0, error 0. userfaultfd events
+ * negative errno, and the ioctl fails with it (ENOMEM or EINTR before the
+ * first element count as element 0's). A call refused as a whole (a bad
+ * header, @count 0 or above DONTUNMAP_BATCH_MAX, an array it cannot read,
+ * the header or array inside a range an element moves or replaces) moves
+ * nothing and leaves the header as it was, or with completed 0 and error 0
+ * when the header is writable but the array is not. userfaultfd events
  * of all completed elements are delivered in order, after the lock is
  * dropped. See docs/batch.md.
  */
