@@ -348,6 +348,7 @@ bool cpu_has_la57() {
 }
 
 int run(const options &o) {
+  bool sequences = false;  // the module has DONTUNMAP_IOC_REMAP_BATCH
   struct utsname u {};
   ::uname(&u);
   std::printf("difftest: kernel %s, page %zu, THP %s, LA57 %s\n", u.release, page(),
@@ -366,9 +367,11 @@ int run(const options &o) {
       std::printf("difftest: 0 passed, %" PRIu64 " failed, 0 skipped\n", o.count);
       return 1;
     }
-    if (const auto info = dev->info())
+    if (const auto info = dev->info()) {
       std::printf("difftest: %s ABI %u, features 0x%llx\n", DONTUNMAP_DEVICE, info->abi_version,
                   static_cast<unsigned long long>(info->features));
+      sequences = (info->features & DONTUNMAP_FEAT_BATCH) != 0;
+    }
   }
   std::printf("difftest: seeds %" PRIu64 "..%" PRIu64 "\n", o.seed, o.seed + o.count - 1);
   std::fflush(stdout);
@@ -426,6 +429,7 @@ int run(const options &o) {
   const auto max_map_count = procfs::read_text("/proc/sys/vm/max_map_count");
 
   std::uint64_t passed = 0, failed = 0, skipped = 0, printed = 0;
+  std::uint64_t seq_passed = 0, seq_failed = 0, seq_skipped = 0;
   std::map<std::string, std::uint64_t> by_rule, by_skip, coverage;
   hugetlb_tally hugetlb;
   const auto t0 = std::chrono::steady_clock::now();
@@ -439,6 +443,36 @@ int run(const options &o) {
     auto [n, m] = run_pair(sc, o.self_check);
     if (sc.lim == limit::map_count && max_map_count && !o.keep_system)
       procfs::write_text("/proc/sys/vm/max_map_count", *max_map_count);
+
+    // One seed in sixteen also makes a sequence of calls on the same
+    // layout through the module, one by one and as one batch: the two
+    // must be identical.
+    if (sequences && has_sequence(seed)) {
+      const scenario seq = with_sequence(sc);
+      child a = spawn(seq, side::module, {});
+      child b = spawn(seq, side::batch, {a.go, a.out});
+      const report ra = collect(a), rb = collect(b);
+      if (seq.lim == limit::map_count && max_map_count && !o.keep_system)
+        procfs::write_text("/proc/sys/vm/max_map_count", *max_map_count);
+      const auto askip = ra.first("skip"), asetup = ra.first("setup");
+      const verdict sv = judge_sequence(ra, rb);
+      if (ra.complete && rb.complete && ((!askip.empty() && askip == rb.first("skip")) ||
+                                         (!asetup.empty() && asetup == rb.first("setup")))) {
+        ++seq_skipped;
+      } else if (sv.same) {
+        ++seq_passed;
+        if (o.verbose) std::printf("PASS seed %" PRIu64 " sequence of %zu\n", seed, seq.more.size() + 1);
+      } else {
+        ++seq_failed;
+        std::printf("\nFAIL seed %" PRIu64 " (a sequence: single calls against one batch)\n%s",
+                    seed, describe(seq).c_str());
+        std::printf("differences (- single calls, + batch):\n");
+        for (const auto &w : sv.why) std::printf("  %s\n", w.c_str());
+        print_report("single calls", ra);
+        print_report("batch", rb);
+        std::fflush(stdout);
+      }
+    }
 
     // A feature the kernel lacks, or a setup step it refuses, the same way
     // in both children: nothing to compare.
@@ -504,9 +538,13 @@ int run(const options &o) {
     std::printf("difftest: skipped (%s): %" PRIu64 "\n", why.c_str(), count);
   std::printf("difftest: %" PRIu64 " scenarios in %.1f s (%.1f/s)\n", o.count, secs,
               secs > 0 ? static_cast<double>(o.count) / secs : 0.0);
+  if (sequences)
+    std::printf("difftest: sequences (single calls against one batch): %" PRIu64
+                " passed, %" PRIu64 " failed, %" PRIu64 " skipped\n",
+                seq_passed, seq_failed, seq_skipped);
   std::printf("difftest: %" PRIu64 " passed, %" PRIu64 " failed, %" PRIu64 " skipped\n", passed,
               failed, skipped);
-  return failed ? 1 : 0;
+  return failed || seq_failed ? 1 : 0;
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 // kernel's own mremap(). A scenario (a small layout of mappings and one
 // MREMAP_DONTUNMAP call) is generated from a seed, replayed in two fresh
 // forked children at the same addresses - one calling mremap(2), one the
-// module's ioctl - and what each observes afterwards is compared.
+// module's ioctl - and what each observes afterwards is compared. Some seeds
+// also get a sequence of calls, made through the module one by one and as
+// one DONTUNMAP_IOC_REMAP_BATCH, whose reports must be identical.
 //
 // The pieces: difftest_scenario.cpp (generation and the readable form),
 // difftest_child.cpp (building, calling, observing), difftest_rules.cpp
@@ -177,9 +179,21 @@ struct scenario {
   // The module side makes its move as a batch of one element (odd seeds),
   // which must answer exactly as the single call does.
   bool uses_batch() const { return seed % 2 == 1; }
+
+  // A sequence (with_sequence()): more calls after `call`, each generated
+  // against the same layout, made in order until one fails.
+  std::vector<call_desc> more;
+  bool uses_sequence() const { return !more.empty(); }
 };
 
 scenario generate(std::uint64_t seed);
+// Whether seed also gets a sequence: one seed in sixteen.
+inline bool has_sequence(std::uint64_t seed) { return seed % 16 == 15; }
+// The scenario with one to three more calls: the driver runs it through
+// the module twice, the calls one by one and as one batch, whose reports
+// must be identical (docs/batch.md: a batch equals its single calls, up to
+// the first that fails). The scenario itself is unchanged.
+scenario with_sequence(const scenario &s);
 // The scenario as lines a reader (and a C reproducer) can follow.
 std::string describe(const scenario &s);
 // The byte page `i` of mapping `m` (or of a file) is filled with.
@@ -188,7 +202,9 @@ std::uint8_t content_byte(const scenario &s, int m, std::size_t i, bool dup);
 // ---------------------------------------------------------------------------
 // Children
 
-enum class side : std::uint8_t { native, module };
+// native: mremap(); module: DONTUNMAP_IOC_REMAP (a batch of one on odd
+// seeds); batch: every call of a sequence in one DONTUNMAP_IOC_REMAP_BATCH.
+enum class side : std::uint8_t { native, module, batch };
 std::string_view to_string(side s);
 
 // Runs the scenario in this (forked) process through `s` and writes the
@@ -234,6 +250,9 @@ struct verdict {
 };
 
 verdict judge(const scenario &sc, const report &native, const report &module);
+// A sequence's two module reports: identical but for the Committed_AS
+// change, which may differ by the tolerance.
+verdict judge_sequence(const report &singles, const report &batch);
 // How far the Committed_AS changes of the two children may differ (0: a
 // quiet guest; more on a busy machine).
 void set_commit_tolerance_kb(long kb);

@@ -412,4 +412,28 @@ verdict judge(const scenario &sc, const report &native, const report &module) {
   return v;
 }
 
+verdict judge_sequence(const report &singles, const report &batch) {
+  verdict v;
+  if (!singles.complete || !batch.complete) {
+    if (!singles.complete) v.why.push_back("child of single calls: " + singles.death);
+    if (!batch.complete) v.why.push_back("batch child: " + batch.death);
+    return v;
+  }
+  // Section by section, in the order the children write them; the
+  // Committed_AS change may differ by the tolerance, as native and module
+  // children's may.
+  for (const char *s : {"fact", "pre.maps", "pre.smaps", "pre.pages", "pre.status", "result",
+                        "uffd", "post.maps", "post.smaps", "post.pages", "post.status",
+                        "after.maps", "after.smaps", "after.pages", "after.status"})
+    differs(s, singles, batch, v.why);
+  const long cs = std::strtol(std::string(singles.first("commit")).c_str(), nullptr, 10);
+  const long cb = std::strtol(std::string(batch.first("commit")).c_str(), nullptr, 10);
+  if (std::labs(cs - cb) > g_commit_tolerance_kb)
+    v.why.push_back("Committed_AS change: single calls " + std::to_string(cs) + " kB, batch " +
+                    std::to_string(cb) + " kB (tolerance " +
+                    std::to_string(g_commit_tolerance_kb) + " kB)");
+  v.same = v.why.empty();
+  return v;
+}
+
 }  // namespace dontunmap::difftest

@@ -676,7 +676,14 @@ std::string_view to_string(dst_choice c) {
   return "?";
 }
 
-std::string_view to_string(side s) { return s == side::native ? "native" : "module"; }
+std::string_view to_string(side s) {
+  switch (s) {
+    case side::native: return "native";
+    case side::module: return "module";
+    case side::batch: return "batch";
+  }
+  return "?";
+}
 
 bool scenario::uses_ksm() const {
   return std::any_of(maps.begin(), maps.end(), [](const auto &m) { return m.mergeable; });
@@ -738,12 +745,48 @@ scenario generate(std::uint64_t seed) {
   return s;
 }
 
+scenario with_sequence(const scenario &s) {
+  rng r(s.seed ^ 0x5345'5155'454e'4345ULL);
+  scenario seq = s;
+  const std::size_t n = r.range(1, 3);
+  for (std::size_t i = 0; i < n; ++i) {
+    scenario one = s;
+    one.call = {};
+    add_call(r, one, static_cast<int>(r.below(s.maps.size())));
+    seq.more.push_back(one.call);
+  }
+  return seq;
+}
+
+namespace {
+
+void describe_call(std::ostringstream &out, const call_desc &c, std::string_view label) {
+  std::string flags;
+  if (c.flags & MREMAP_MAYMOVE) flags += "|MAYMOVE";
+  if (c.flags & MREMAP_FIXED) flags += "|FIXED";
+  if (c.flags & MREMAP_DONTUNMAP) flags += "|DONTUNMAP";
+  if (const std::uint64_t other = c.flags & ~std::uint64_t(7)) flags += "|" + hex(other);
+  out << "  " << label << ": mremap(" << hex(c.old_addr) << ", " << hex(c.old_len) << ", "
+      << hex(c.new_len) << ", " << (flags.empty() ? "0" : flags.substr(1)) << ", "
+      << hex(c.new_addr) << ")\n";
+  out << "    source " << to_string(c.src);
+  if (c.src_mapping >= 0) out << " (map " << c.src_mapping << ")";
+  out << ", length " << to_string(c.len) << ", new length " << to_string(c.nlen)
+      << ", destination " << to_string(c.dst) << "\n";
+}
+
+}  // namespace
+
 std::string describe(const scenario &s) {
   std::ostringstream out;
   const std::size_t pg = page();
   out << "scenario seed " << s.seed << " (window " << hex(kWindowBase) << ", page " << pg
       << ")\n";
-  if (s.uses_batch()) out << "  module side: DONTUNMAP_IOC_REMAP_BATCH, one element\n";
+  if (s.uses_sequence())
+    out << "  a sequence of " << s.more.size() + 1
+        << " calls through the module: one by one, and as one DONTUNMAP_IOC_REMAP_BATCH\n";
+  else if (s.uses_batch())
+    out << "  module side: DONTUNMAP_IOC_REMAP_BATCH, one element\n";
   auto list = [](const std::vector<std::size_t> &v) {
     std::string t;
     for (std::size_t x : v) t += (t.empty() ? "" : ",") + std::to_string(x);
@@ -796,18 +839,9 @@ std::string describe(const scenario &s) {
       out << "  vm.max_map_count: map count + " << s.lim_slack << "\n";
       break;
   }
-  const call_desc &c = s.call;
-  std::string flags;
-  if (c.flags & MREMAP_MAYMOVE) flags += "|MAYMOVE";
-  if (c.flags & MREMAP_FIXED) flags += "|FIXED";
-  if (c.flags & MREMAP_DONTUNMAP) flags += "|DONTUNMAP";
-  if (const std::uint64_t other = c.flags & ~std::uint64_t(7)) flags += "|" + hex(other);
-  out << "  call: mremap(" << hex(c.old_addr) << ", " << hex(c.old_len) << ", " << hex(c.new_len)
-      << ", " << (flags.empty() ? "0" : flags.substr(1)) << ", " << hex(c.new_addr) << ")\n";
-  out << "    source " << to_string(c.src);
-  if (c.src_mapping >= 0) out << " (map " << c.src_mapping << ")";
-  out << ", length " << to_string(c.len) << ", new length " << to_string(c.nlen)
-      << ", destination " << to_string(c.dst) << "\n";
+  describe_call(out, s.call, "call");
+  for (std::size_t i = 0; i < s.more.size(); ++i)
+    describe_call(out, s.more[i], "then call " + std::to_string(i + 2));
   if (s.huge != huge_role::none)
     out << "    hugetlb map " << s.huge_mapping << ": " << to_string(s.huge) << "\n";
   if (s.after.touch || s.after.reprotect || s.after.flatten)

@@ -81,6 +81,15 @@ std::optional<std::uint64_t> file_field_kb(const char *path, std::string_view fi
   return field_kb(buf, field);
 }
 
+std::vector<std::optional<std::uint64_t>> file_fields_kb(
+    const char *path, std::initializer_list<std::string_view> fields) {
+  char buf[16384];
+  const bool read = read_into(path, buf, sizeof(buf)) >= 0;
+  std::vector<std::optional<std::uint64_t>> out;
+  for (const std::string_view f : fields) out.push_back(read ? field_kb(buf, f) : std::nullopt);
+  return out;
+}
+
 }  // namespace
 
 bool vma::contains(const void *addr) const { return as_uint(addr) >= start && as_uint(addr) < end; }
@@ -218,6 +227,15 @@ std::optional<std::uint64_t> status_kb(std::string_view field) {
 
 std::optional<std::uint64_t> meminfo_kb(std::string_view field) {
   return file_field_kb("/proc/meminfo", field);
+}
+
+std::vector<std::optional<std::uint64_t>> status_kb(std::initializer_list<std::string_view> fields) {
+  return file_fields_kb("/proc/self/status", fields);
+}
+
+std::vector<std::optional<std::uint64_t>> meminfo_kb(
+    std::initializer_list<std::string_view> fields) {
+  return file_fields_kb("/proc/meminfo", fields);
 }
 
 std::optional<std::string> read_text(const std::string &path) {

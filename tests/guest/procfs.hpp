@@ -70,6 +70,10 @@ std::vector<smaps_entry> read_smaps();
 // Neither allocates.
 std::optional<std::uint64_t> status_kb(std::string_view field);
 std::optional<std::uint64_t> meminfo_kb(std::string_view field);
+// Several fields from one read of the file (each read makes the kernel
+// generate all of it), in the order asked.
+std::vector<std::optional<std::uint64_t>> status_kb(std::initializer_list<std::string_view> fields);
+std::vector<std::optional<std::uint64_t>> meminfo_kb(std::initializer_list<std::string_view> fields);
 
 // Whole small files (sysctls), trailing newline stripped.
 std::optional<std::string> read_text(const std::string &path);
