@@ -1,16 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// dontunmap-fuzz: throws random and adversarial DONTUNMAP_IOC_REMAP and
-// DONTUNMAP_IOC_INFO calls, wrong ioctl numbers and racing struct rewrites
-// at /dev/dontunmap, and checks every answer and every outcome (fuzz.hpp).
+// dontunmap-fuzz: throws random and adversarial DONTUNMAP_IOC_REMAP,
+// DONTUNMAP_IOC_REMAP_BATCH and DONTUNMAP_IOC_INFO calls, wrong ioctl
+// numbers and racing struct rewrites at /dev/dontunmap, and checks every
+// answer and every outcome (fuzz.hpp).
 //
 //   dontunmap-fuzz [--seed S] [--count N] [--seconds T] [--verbose]
-//                  [--print-limit K] [--no-race] [--self-check]
+//                  [--print-limit K] [--no-race] [--no-batch] [--self-check]
 //
 // --self-check sends the remap calls whose struct is well placed to the
-// kernel's own mremap() instead of the module (and skips the others): a
-// mismatch is then the fuzzer's own. It needs no module, and leaves
-// vm.nr_hugepages alone.
+// kernel's own mremap() instead of the module (and skips the others), and a
+// batch's elements as single mremap() calls in order, stopping at the first
+// that fails (headers are not fuzzed): a mismatch is then the fuzzer's own.
+// It needs no module, and leaves vm.nr_hugepages alone.
+//
+// Batches (where the module reports DONTUNMAP_FEAT_BATCH; --no-batch: never)
+// are drawn from a stream of their own, seeded from the same seed: a fifth
+// of the remap calls drawn are made as an element of a batch (fuzz_batch.cpp)
+// instead of alone, and before a tenth of the draws a batch of good elements
+// with an adversarial header, or with a failing element among them, is made.
+// The remap calls drawn are the same with or without them, the same as
+// before batches were fuzzed, as far as the pool the batches leave behind
+// is the same.
 //
 // Runs N calls (2000 by default), or for T seconds, whichever ends first.
 // One seed names one run: `--seed S --count I --verbose` replays it up to
@@ -36,6 +47,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -59,51 +71,86 @@ struct options {
   double seconds = 0;  // 0: no bound
   bool verbose = false;
   bool race = true;
+  bool batch = true;
   bool self_check = false;
   std::uint64_t print_limit = 5;
 };
 
 struct run_state {
-  run_state(const options &o_, int fd_, int fd_ro_, int fd_path_, pool &p_, rng &r_, racer *rc_)
-      : o(o_), fd(fd_), fd_ro(fd_ro_), fd_path(fd_path_), p(p_), r(r_), rc(rc_) {}
+  run_state(const options &o_, int fd_, int fd_ro_, int fd_path_, pool &p_, rng &r_, rng &rb_,
+            racer *rc_)
+      : o(o_), fd(fd_), fd_ro(fd_ro_), fd_path(fd_path_), p(p_), r(r_), rb(rb_), rc(rc_) {}
   const options &o;
   int fd = -1, fd_ro = -1, fd_path = -1;
   pool &p;
   rng &r;
+  rng &rb;             // the batches' draws, apart from the calls'
+  bool batch = false;  // DONTUNMAP_IOC_REMAP_BATCH is fuzzed
   racer *rc = nullptr;
   stats st;
   std::uint64_t calls = 0, ok = 0, errors = 0, racy = 0, mismatches = 0;
   std::string first_mismatch;
-  std::map<std::string, std::uint64_t> outcomes, rules, racy_outcomes, places;
+  std::map<std::string, std::uint64_t> outcomes, rules, racy_outcomes, places, batch_kinds,
+      batch_outcomes;
 };
 
 // A call whose answer or outcome is wrong: printed in full (up to
-// --print-limit), remembered for the summary line if it is the first.
-void mismatch(run_state &s, const call &c, const std::string &expected, const std::string &got,
-              const std::vector<std::string> &problems) {
+// --print-limit) with the maps around `spans`, remembered for the summary
+// line if it is the first.
+void report(run_state &s, const std::string &what, const std::string &expected,
+            const std::string &got, const std::vector<std::string> &problems,
+            const std::vector<span> &spans) {
   ++s.mismatches;
-  const std::string head = "call " + std::to_string(s.calls) + ": " + describe(c) + ": expected " +
-                           expected + ", got " + got;
+  const std::string head =
+      "call " + std::to_string(s.calls) + ": " + what + ": expected " + expected + ", got " + got;
   if (s.first_mismatch.empty())
     s.first_mismatch = head + (problems.empty() ? "" : "; " + problems.front());
   if (s.mismatches > s.o.print_limit) return;
   std::printf("\nMISMATCH %s\n", head.c_str());
   for (const auto &pr : problems) std::printf("  %s\n", pr.c_str());
-  if (c.what == op::remap) {
-    std::vector<procfs::range> ranges;
-    for (const span &sp : source_spans(c.args))
-      if (sp.hi - sp.lo < (std::uint64_t(1) << 32))
-        ranges.push_back({reinterpret_cast<void *>(sp.lo), sp.hi - sp.lo});
-    for (const span &sp : target_spans(c.args))
-      if (sp.hi - sp.lo < (std::uint64_t(1) << 32))
-        ranges.push_back({reinterpret_cast<void *>(sp.lo), sp.hi - sp.lo});
-    std::string excerpt;
-    for (const auto &rg : ranges) excerpt += procfs::maps_excerpt({rg});
-    std::printf("%s", excerpt.c_str());
-  }
+  std::string excerpt;
+  for (const span &sp : spans)
+    if (sp.hi - sp.lo < (std::uint64_t(1) << 32))
+      excerpt += procfs::maps_excerpt({{reinterpret_cast<void *>(sp.lo), sp.hi - sp.lo}});
+  std::printf("%s", excerpt.c_str());
   std::printf("  (replay: dontunmap-fuzz --seed %" PRIu64 " --count %" PRIu64 " --verbose)\n\n",
               s.o.seed, s.calls);
   std::fflush(stdout);
+}
+
+void mismatch(run_state &s, const call &c, const std::string &expected, const std::string &got,
+              const std::vector<std::string> &problems) {
+  std::vector<span> spans;
+  if (c.what == op::remap) {
+    spans = source_spans(c.args);
+    const auto t = target_spans(c.args);
+    spans.insert(spans.end(), t.begin(), t.end());
+  }
+  report(s, describe(c), expected, got, problems, spans);
+}
+
+// Whether a call's answer `got` is wrong: not `expected_err` where the
+// answer is not the native one (`via_native` false), else not the native
+// answer nor one that differs from it by a rule of expectations.cpp.
+// `expected` says what was expected, for messages.
+bool wrong_answer(run_state &s, const dontunmap_remap &a, bool via_native, int expected_err,
+                  const std::string &from, const std::optional<native_answer> &native,
+                  const outcome &got, std::string &expected) {
+  if (!via_native) {
+    expected = errname(expected_err) + " (" + from + ")";
+    return got.err != expected_err;
+  }
+  expected = to_string(native->o) + " (" + from + ")";
+  if (native->o == got) return false;
+  const auto rule =
+      native_is_newest() ? std::nullopt : explained_difference(a, native->facts, native->o, got);
+  if (rule) {
+    ++s.rules[*rule];
+    if (s.o.verbose) expected += ", differs by rule " + *rule;
+    return false;
+  }
+  if (!native->facts.empty()) expected += " [" + native->facts + "]";
+  return true;
 }
 
 void tally(run_state &s, int err) {
@@ -204,29 +251,174 @@ void run_remap(run_state &s, const call &c, const std::vector<procfs::vma> &maps
   const auto problems = check_outcome(a, pre, post, got);
 
   std::string expected;
-  bool wrong = false;
-  if (!via_native) {
-    expected = errname(expected_err) + " (" + from + ")";
-    wrong = got.err != expected_err;
-  } else if (native->o == got) {
-    expected = to_string(native->o) + " (" + from + ")";
-  } else {
-    expected = to_string(native->o) + " (" + from + ")";
-    const auto rule =
-        native_is_newest() ? std::nullopt : explained_difference(a, native->facts, native->o, got);
-    if (rule) {
-      ++s.rules[*rule];
-      if (s.o.verbose) expected += ", differs by rule " + *rule;
-    } else {
-      wrong = true;
-      if (!native->facts.empty()) expected += " [" + native->facts + "]";
-    }
-  }
+  const bool wrong = wrong_answer(s, a, via_native, expected_err, from, native, got, expected);
   if (s.o.verbose)
     std::printf("call %" PRIu64 ": %s -> %s (expected %s)\n", s.calls, describe(c).c_str(),
                 to_string(got).c_str(), expected.c_str());
   if (wrong || !problems.empty()) mismatch(s, c, expected, to_string(got), problems);
   clean_up(s, c, got, rules == 0);
+}
+
+// One DONTUNMAP_IOC_REMAP_BATCH call. `c`: the generated call it holds (a
+// wrapped batch), or null. That call is judged as run_remap() judges it
+// alone, with the oracle's child making the elements before it first, its
+// outcome checked the same way (nothing changed where the call did not get
+// to it), and it is cleaned up after as there, with the same draws of the
+// calls' stream. The good elements are checked against a model of the
+// scratch zone, the header and the array byte by byte, the module's
+// counters by how far the call got.
+void run_batch(run_state &s, const batch &b, const call *c) {
+  const bool alone = b.elems.size() == 1;
+  ++s.batch_kinds[b.kind == batch::variant::wrapped ? (alone ? "alone" : "among_good")
+                                                     : to_string(b.kind)];
+  const std::vector<span> zone = {{kScratchZone, kScratchEnd}};
+  if (!b.mapped_ok) {
+    report(s, describe(b), "a free scratch zone", "a scratch range that could not be mapped", {},
+           zone);
+    drop_scratch();
+    if (c) run_remap(s, *c, procfs::read_maps());
+    return;
+  }
+  place_batch(s.p, b);
+  const auto maps = procfs::read_maps();
+  const batch_expect x = expect_whole(b, maps);
+  const snapshot pre_scratch = take({}, s.p, maps, zone);
+
+  // The generated element: what the single call's oracle says it answers.
+  const dontunmap_remap a = c ? c->args : dontunmap_remap{};
+  const std::size_t j = c ? static_cast<std::size_t>(b.generated) : 0;
+  int rules = 0;
+  bool via_native = false;
+  std::optional<native_answer> native;
+  std::vector<span> ranges, anywhere;
+  snapshot pre_c;
+  if (c) {
+    rules = argument_rules(a);
+    const bool writable = c->where == place::normal || c->where == place::misaligned ||
+                          c->where == place::in_source || c->where == place::in_target;
+    // run_remap()'s draw, made alike: the calls' stream stays the same.
+    const bool cross_check = rules && (a.flags & MREMAP_DONTUNMAP) && readable(c->where) &&
+                             writable && s.r.chance(25) && native_is_newest();
+    via_native = x.err == 0 && rules == 0;
+    if (via_native || cross_check) {
+      std::vector<dontunmap_remap> before;
+      for (std::size_t i = 0; via_native && i < j; ++i) before.push_back(b.elems[i].args);
+      std::string why;
+      native = native_mremap(a, s.p.locks(), !native_is_newest(), why, before);
+      if (!native) {
+        report(s, describe(b), "an answer from the native oracle", why, {}, zone);
+        drop_scratch();
+        return;
+      }
+      if (!via_native && native->o.err != rules)
+        report(s, describe(b),
+               "native mremap() to agree with argument_rules() (" + errname(rules) + ")",
+               to_string(native->o), {"the fuzzer's argument_rules() is wrong"}, {});
+    }
+    ranges = source_spans(a);
+    const auto targets = target_spans(a);
+    ranges.insert(ranges.end(), targets.begin(), targets.end());
+    if (!rules) anywhere = targets;
+    pre_c = take(ranges, s.p, without(maps, zone), anywhere);
+  }
+
+  const auto counted = s.o.self_check ? std::nullopt : module_counters();
+  const batch_result got =
+      s.o.self_check ? emulate_batch(b) : make_batch(s.fd, s.fd_path, b, maps);
+  const auto counted_after = counted ? module_counters() : std::nullopt;
+  tally(s, got.err);
+  // What the call says it moved (nothing, where it must have been refused).
+  const std::uint32_t completed = x.err ? 0 : got.completed;
+
+  // The generated element's own answer, where the call got to it.
+  outcome got_c{ECANCELED, 0};
+  bool tried = false;
+  if (c && x.err == 0 && got.header_read && got.completed >= j) {
+    tried = true;
+    if (got.completed > j)
+      got_c = {0, got.dest[j]};
+    else
+      got_c.err = got.err ? got.err : ECANCELED;
+  }
+
+  const auto post_maps = procfs::read_maps();
+  const std::vector<span> spans = scratch_spans(b, completed, got.dest);
+  const snapshot post_scratch = take({}, s.p, post_maps, spans);
+  std::vector<std::string> problems =
+      check_scratch(b, pre_scratch, post_scratch, completed, got.dest);
+  const auto add = [&](const std::vector<std::string> &more) {
+    problems.insert(problems.end(), more.begin(), more.end());
+  };
+  if (c) {
+    if (got_c.err == 0) anywhere.push_back({got_c.addr, got_c.addr + page_align(a.old_len)});
+    const snapshot post_c = take(ranges, s.p, without(post_maps, spans), anywhere);
+    pre_c.maps = without(std::move(pre_c.maps), spans);
+    add(tried ? check_outcome(a, pre_c, post_c, got_c) : check_unchanged(pre_c, post_c));
+  }
+  if (!s.o.self_check) add(check_batch_memory(b, x, got));
+  if (counted && counted_after) {
+    const std::uint64_t moves = counted_after->first - counted->first;
+    const std::uint64_t batches = counted_after->second - counted->second;
+    const std::uint64_t want_moves = x.err ? 0 : got.completed, want_batches = x.err ? 0 : 1;
+    if (moves != want_moves || batches != want_batches)
+      problems.push_back("stats: moves +" + std::to_string(moves) + ", batches +" +
+                         std::to_string(batches) + "; expected +" + std::to_string(want_moves) +
+                         ", +" + std::to_string(want_batches));
+  }
+
+  // The answer: a whole refusal, or element by element (a good one moves,
+  // a bad one fails with its errno, the generated one answers as judged).
+  std::string expected;
+  bool wrong = false;
+  if (x.err) {
+    expected = "refused whole with " + errname(x.err) + " (" + x.why + ")";
+    wrong = got.err != x.err;
+  } else {
+    const std::size_t n = std::min<std::size_t>(b.hdr.count, b.elems.size());
+    std::size_t want = n;
+    int want_err = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const element &e = b.elems[i];
+      int err = e.what == role::bad ? e.err : 0;
+      if (e.what == role::generated) {
+        std::string ce;
+        const char *from = rules ? "mremap()'s argument rules" : "native mremap()";
+        const bool c_wrong =
+            tried && wrong_answer(s, a, via_native, rules, from, native, got_c, ce);
+        if (c_wrong)
+          problems.insert(problems.begin(), "element " + std::to_string(i) + " answered " +
+                                                to_string(got_c) + ", expected " + ce);
+        err = tried && !c_wrong ? got_c.err : (rules ? rules : native->o.err);
+      }
+      if (err) {
+        want = i, want_err = err;
+        break;
+      }
+    }
+    expected = want_err ? "element " + std::to_string(want) + " to fail: completed " +
+                              std::to_string(want) + ", error -" + errname(want_err)
+                        : "all " + std::to_string(n) + " moved";
+    wrong = got.err != want_err || !got.header_read || got.completed != want ||
+            got.error != -want_err;
+  }
+  const std::string got_text =
+      (got.err ? errname(got.err) : std::string("ok")) +
+      (got.header_read ? ": completed " + std::to_string(got.completed) + ", error " +
+                             (got.error < 0 ? "-" + errname(-got.error)
+                                            : std::to_string(got.error))
+                       : ": header unreadable");
+  ++s.batch_outcomes[x.err ? "refused_" + errname(x.err)
+                           : (got.err ? "stopped_" + errname(got.err) : std::string("all_moved"))];
+  if (s.o.verbose)
+    std::printf("call %" PRIu64 ": %s -> %s (expected %s)\n", s.calls, describe(b).c_str(),
+                got_text.c_str(), expected.c_str());
+  if (wrong || !problems.empty()) {
+    std::vector<span> show = ranges;
+    show.push_back(zone.front());
+    report(s, describe(b), expected, got_text, problems, show);
+  }
+  drop_scratch();
+  if (c) clean_up(s, *c, tried ? got_c : outcome{x.err ? x.err : EFAULT, 0}, rules == 0);
 }
 
 void run_info(run_state &s, const call &c) {
@@ -308,6 +500,8 @@ std::optional<options> parse(int argc, char **argv) {
       o.verbose = true;
     } else if (a == "--no-race") {
       o.race = false;
+    } else if (a == "--no-batch") {
+      o.batch = false;
     } else if (a == "--self-check") {
       o.self_check = true;
       o.race = false;
@@ -322,7 +516,8 @@ std::optional<options> parse(int argc, char **argv) {
     } else {
       std::fprintf(stderr,
                    "usage: dontunmap-fuzz [--seed S] [--count N] [--seconds T] [--verbose]\n"
-                   "                      [--print-limit K] [--no-race] [--self-check]\n");
+                   "                      [--print-limit K] [--no-race] [--no-batch]\n"
+                   "                      [--self-check]\n");
       return std::nullopt;
     }
   }
@@ -382,6 +577,18 @@ int run(const options &o) {
                 legacy.c_str());
   }
 
+  // Batches where the module has them (--self-check: made of mremap() calls).
+  bool batches = o.batch && o.self_check;
+  if (o.batch && !o.self_check) {
+    dontunmap_info info{};
+    batches = ::ioctl(fd, DONTUNMAP_IOC_INFO, &info) == 0 && (info.features & DONTUNMAP_FEAT_BATCH);
+  }
+  std::printf("fuzz: batches: %s\n",
+              !o.batch      ? "not fuzzed (--no-batch)"
+              : !batches    ? "not fuzzed: the module lacks DONTUNMAP_FEAT_BATCH"
+              : o.self_check ? "elements made as single mremap() calls, headers not fuzzed"
+                             : "fuzzed");
+
   racer *rc = o.race ? start_racer() : nullptr;
   const footprint before = measure();
   std::printf("fuzz: before: map_count=%zu Committed_AS=%" PRIu64 " kB (heap %" PRIu64
@@ -400,7 +607,9 @@ int run(const options &o) {
   std::printf("fuzz: pool: %zu slots, specials: %s\n", p.size(), p.describe().c_str());
   std::fflush(stdout);
 
-  run_state s(o, fd, fd_ro, fd_path, p, r, rc);
+  rng rb(o.seed ^ 0xba7c'4ed5'0000'0000ULL);
+  run_state s(o, fd, fd_ro, fd_path, p, r, rb, rc);
+  s.batch = batches;
   const auto t0 = std::chrono::steady_clock::now();
   const auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -414,6 +623,13 @@ int run(const options &o) {
       std::fflush(stdout);
     }
     ::alarm(120);  // a call that hangs ends the run (SIGALRM)
+    if (s.batch && s.rb.chance(10)) {
+      run_batch(s,
+                o.self_check || s.rb.chance(35) ? draw_failing_batch(s.rb, p, s.calls, !o.self_check)
+                                                : draw_header_batch(s.rb, p, s.calls),
+                nullptr);
+      continue;
+    }
     const auto maps = procfs::read_maps();
     const call c = generate(r, p, maps, rc != nullptr, s.st);
     if (o.self_check &&
@@ -422,7 +638,12 @@ int run(const options &o) {
       continue;
     }
     switch (c.what) {
-      case op::remap: run_remap(s, c, maps); break;
+      case op::remap:
+        if (s.batch && s.rb.chance(20))
+          run_batch(s, wrap_call(s.rb, p, c, s.calls, true), &c);
+        else
+          run_remap(s, c, maps);
+        break;
       case op::info: run_info(s, c); break;
       case op::bad_cmd: run_bad_cmd(s, c); break;
       case op::racy: run_racy(s, c); break;
@@ -466,6 +687,8 @@ int run(const options &o) {
   }
   std::printf("fuzz: outcomes:%s\n", counts(s.outcomes).c_str());
   std::printf("fuzz: struct places:%s\n", counts(s.places).c_str());
+  std::printf("fuzz: batch calls:%s\n", counts(s.batch_kinds).c_str());
+  std::printf("fuzz: batch outcomes:%s\n", counts(s.batch_outcomes).c_str());
   std::printf("fuzz: racy outcomes:%s\n", counts(s.racy_outcomes).c_str());
   std::printf("fuzz: native differences explained by rule:%s\n", counts(s.rules).c_str());
   std::printf("fuzz: draws redrawn as unsafe for the fuzzer: %" PRIu64 "\n", s.st.guarded);

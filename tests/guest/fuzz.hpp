@@ -4,6 +4,9 @@
 // dontunmap_remap is drawn random or adversarial, the struct itself is put
 // where the call cannot read or write it, the ioctl number is wrong, and a
 // second thread rewrites the struct (and unmaps its page) during the call.
+// Where the module has DONTUNMAP_FEAT_BATCH, drawn calls are also made as
+// elements of DONTUNMAP_IOC_REMAP_BATCH, after known-good moves, and batches
+// with adversarial headers and failing elements are thrown at it.
 // Each call's answer is compared with what it must be: the kernel's own
 // mremap() run on the same layout in a forked child (exact where the
 // running kernel has the newest semantics; elsewhere a difference must be
@@ -13,8 +16,9 @@
 //
 // The pieces: fuzz_pool.cpp (the mappings calls are aimed at),
 // fuzz_gen.cpp (drawing a call), fuzz_check.cpp (what the call must answer,
-// and what it must leave behind), fuzz_race.cpp (the racing thread) and
-// fuzz.cpp (the driver).
+// and what it must leave behind), fuzz_race.cpp (the racing thread),
+// fuzz_batch.cpp (batches: drawing, placing, their whole-call rules and
+// what they leave in memory) and fuzz.cpp (the driver).
 #pragma once
 
 #include <linux/dontunmap.h>
@@ -103,6 +107,17 @@ inline constexpr std::uint64_t kFairEnd = kTargetZone + kTargetZoneSize;
 inline constexpr std::uint64_t kStructZone = kArenaBase + (std::uint64_t(448) << 20);
 inline constexpr std::uint64_t kArenaEnd = kArenaBase + (std::uint64_t(512) << 20);
 inline constexpr std::size_t kFilePagesPerSlot = 80;
+// The scratch zone, between the target zone and the struct zone, 16 MiB
+// from each: no slot's, and no drawn call's (one whose ranges reach it is not
+// put in a batch with scratch elements). A batch's known-good elements move
+// small private anonymous ranges mapped here for it, one stride each, so
+// that the oracle's model of the pool does not change; the zone is unmapped
+// again after every batch.
+inline constexpr std::uint64_t kScratchZone = kFairEnd + (std::uint64_t(16) << 20);
+inline constexpr std::uint64_t kScratchStride = std::uint64_t(1) << 20;
+inline constexpr std::size_t kScratchSlots = 16;
+inline constexpr std::uint64_t kScratchEnd = kScratchZone + kScratchSlots * kScratchStride;
+static_assert(kScratchEnd + (std::uint64_t(16) << 20) <= kStructZone);
 
 enum class kind : std::uint8_t {
   anon,              // private anonymous, every page written
@@ -274,18 +289,26 @@ int argument_rules(const dontunmap_remap &a);
 // source) or replaces (a MREMAP_FIXED target): the module refuses those
 // with EFAULT once the argument rules pass (uapi/linux/dontunmap.h).
 bool struct_in_moved_ranges(std::uint64_t ptr, const dontunmap_remap &a);
+// The same test for any `size` bytes at `ptr`, as module/device.c's
+// dontunmap_touches() makes it for a batch's header and array: the source
+// from old_addr untagged, a MREMAP_FIXED target, lengths page aligned, a
+// range that wraps meeting nothing.
+bool touches(const dontunmap_remap &a, std::uint64_t ptr, std::uint64_t size);
 
 // The kernel's own mremap() with the call's arguments, in a forked child
 // of this process (the same layout, mlock()s applied again). `facts`: the
 // layout facts difftest_rules.cpp's predicates read, wanted where the
 // running kernel's mremap() is not the newest (given for refused calls).
+// `before`: moves the child makes first, each of which must succeed (the
+// elements a batch makes before the call).
 struct native_answer {
   outcome o;
   std::string facts;
 };
 std::optional<native_answer> native_mremap(const dontunmap_remap &a,
                                            const std::vector<lock_range> &locks, bool facts,
-                                           std::string &why);
+                                           std::string &why,
+                                           const std::vector<dontunmap_remap> &before = {});
 // Whether the running kernel's own mremap() is the newest for every rule of
 // expectations.cpp (then the native oracle is exact).
 bool native_is_newest();
@@ -326,6 +349,118 @@ std::vector<span> target_spans(const dontunmap_remap &a);
 // ranges never change. Returns the problems found.
 std::vector<std::string> check_outcome(const dontunmap_remap &a, const snapshot &pre,
                                        const snapshot &post, const outcome &got);
+// A call that must not have been made (a batch refused whole, or stopped
+// before the element): every page and every VMA as it was.
+std::vector<std::string> check_unchanged(const snapshot &pre, const snapshot &post);
+// The layout without the VMAs that meet `spans` (a batch's scratch moves,
+// which the checks of its generated element do not judge).
+std::vector<procfs::vma> without(std::vector<procfs::vma> maps, const std::vector<span> &spans);
+
+// ---------------------------------------------------------------------------
+// Batches: DONTUNMAP_IOC_REMAP_BATCH (docs/batch.md)
+
+enum class role : std::uint8_t {
+  good,       // a move of a scratch range that must complete
+  bad,        // a scratch element that must fail with `err` at its turn
+  generated,  // a call of generate(): the oracle says what it answers
+};
+
+struct element {
+  role what = role::good;
+  dontunmap_remap args{};
+  int err = 0;      // bad: the errno it fails with
+  std::string how;  // how it was chosen
+};
+
+struct batch {
+  enum class variant : std::uint8_t {
+    header,   // an adversarial header or array, and good elements
+    wrapped,  // a generated call, alone or among good elements
+    failing,  // good elements around a bad one: those after it must not run
+  };
+  variant kind = variant::wrapped;
+  dontunmap_remap_batch hdr{};  // as put in place; hdr.remaps is the array's address
+  std::vector<element> elems;   // the array as put in place
+  place hdr_where = place::normal, arr_where = place::normal;
+  std::uint64_t hdr_ptr = 0;  // the ioctl's argument
+  bool path_fd = false;       // through an O_PATH descriptor (EBADF)
+  int generated = -1;         // the generated element's index, or -1
+  bool mapped_ok = true;      // every scratch range could be mapped
+  std::string how;            // the adversarial choices
+};
+const char *to_string(batch::variant v);
+
+// A header-level adversarial batch of 1-8 good elements: count 0, above
+// DONTUNMAP_BATCH_MAX or far above it, flags, reserved words, the array or
+// the header unreadable, read-only, straddling a page end, or inside a good
+// element's source or target; O_PATH. Maps the scratch ranges it moves.
+batch draw_header_batch(rng &r, const pool &p, std::uint64_t serial);
+// Good elements around a bad one (first or in the middle) with a known
+// errno: a hole or a range past its VMA (EFAULT), a misaligned address,
+// lengths that differ, an unknown flag, an overlap, length 0 (EINVAL), one
+// whose range covers the header or the array (EINVAL: only an element that
+// passes the argument rules can refuse a batch whole), and, for the module
+// only, flags without MREMAP_DONTUNMAP.
+batch draw_failing_batch(rng &r, const pool &p, std::uint64_t serial, bool module);
+// `c` as an element: alone, or (`several` and its ranges clear of the
+// scratch zone) among 1-7 good elements, last or before some of them. The
+// array (or, for a struct drawn inside the call's ranges, sometimes the
+// header) goes where c's struct was drawn.
+batch wrap_call(rng &r, const pool &p, const call &c, std::uint64_t serial, bool several);
+// Writes the header and the array where the batch says, with guard bytes
+// around them where the struct zone's writable page holds them.
+void place_batch(const pool &p, const batch &b);
+std::string describe(const batch &b);
+// The scratch zone's ranges and the destinations of the completed moves.
+std::vector<span> scratch_spans(const batch &b, std::uint32_t completed,
+                                const std::vector<std::uint64_t> &dest);
+
+// What the call does before its first element (module/device.c's order):
+// a refusal of the whole call, and what it leaves in the header.
+enum class header_after : std::uint8_t {
+  untouched,  // not written (refused at steps 1-3 before the write-back)
+  partly,     // the write-back faulted: its writable first bytes may be zeroed
+  zeroed,     // written back as read with completed and error zeroed
+  result,     // completed and error of the elements
+};
+struct batch_expect {
+  int err = 0;  // the whole call's errno, or 0: it goes on to its elements
+  std::string why;
+  header_after hdr = header_after::result;
+  std::uint64_t hdr_writable = 0;  // partly: how many of its first bytes could be written
+};
+// `maps`: the layout with the batch in place.
+batch_expect expect_whole(const batch &b, const std::vector<procfs::vma> &maps);
+
+// What the call answered and left in the header and the array.
+struct batch_result {
+  int err = 0;  // the ioctl's errno, 0 on success
+  std::uint32_t completed = 0;
+  std::int32_t error = 0;
+  bool header_read = false;            // completed and error could be read back
+  std::vector<std::uint64_t> dest;     // new_addr of each element, as read back
+  std::vector<int> hdr_bytes, arr_bytes;  // as read back, -1 where unreadable
+};
+// The ioctl, and what it left in memory.
+batch_result make_batch(int fd, int fd_path, const batch &b,
+                        const std::vector<procfs::vma> &maps);
+// --self-check: the elements as single mremap() calls in order, stopping at
+// the first that fails, reported as the ioctl would report them.
+batch_result emulate_batch(const batch &b);
+// The header, the array and the guard bytes as the call must have left them.
+std::vector<std::string> check_batch_memory(const batch &b, const batch_expect &x,
+                                            const batch_result &got);
+// The scratch ranges: the completed good moves arrived whole at their
+// destinations and left their sources mapped and empty; nothing else
+// changed (the elements after a failed one did not run).
+std::vector<std::string> check_scratch(const batch &b, const snapshot &pre, const snapshot &post,
+                                       std::uint32_t completed,
+                                       const std::vector<std::uint64_t> &dest);
+// Unmaps the scratch zone.
+void drop_scratch();
+
+// The module's counters (/sys/class/misc/dontunmap/stats): moves, batches.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> module_counters();
 
 // ---------------------------------------------------------------------------
 // The racing thread

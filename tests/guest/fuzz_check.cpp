@@ -118,6 +118,22 @@ snapshot take(const std::vector<span> &ranges, const pool &p, std::vector<procfs
   return s;
 }
 
+// Every VMA `compared` picks is in both lists, unchanged; `problem` hears
+// of each that is not.
+template <typename Pick, typename Problem>
+void same_vmas(const std::vector<procfs::vma> &pre, const std::vector<procfs::vma> &post,
+               const Pick &compared, const Problem &problem) {
+  std::set<decltype(key(pre[0]))> before, after;
+  for (const auto &v : pre)
+    if (compared(v)) before.insert(key(v));
+  for (const auto &v : post)
+    if (compared(v)) after.insert(key(v));
+  for (const auto &v : pre)
+    if (compared(v) && !after.count(key(v))) problem("VMA changed or gone: " + v.line);
+  for (const auto &v : post)
+    if (compared(v) && !before.count(key(v))) problem("VMA appeared: " + v.line);
+}
+
 std::vector<std::string> check_outcome(const dontunmap_remap &a, const snapshot &pre,
                                        const snapshot &post, const outcome &got) {
   const std::uint64_t pg = page();
@@ -203,16 +219,37 @@ std::vector<std::string> check_outcome(const dontunmap_remap &a, const snapshot 
   const auto compared = [&](const procfs::vma &v) {
     return !near(v) && v.path != "[heap]" && v.path != "[stack]";
   };
-  std::set<decltype(key(pre.maps[0]))> before, after;
-  for (const auto &v : pre.maps)
-    if (compared(v)) before.insert(key(v));
-  for (const auto &v : post.maps)
-    if (compared(v)) after.insert(key(v));
-  for (const auto &v : pre.maps)
-    if (compared(v) && !after.count(key(v))) problem("VMA changed or gone: " + v.line);
-  for (const auto &v : post.maps)
-    if (compared(v) && !before.count(key(v))) problem("VMA appeared: " + v.line);
+  same_vmas(pre.maps, post.maps, compared, problem);
   return problems;
+}
+
+std::vector<std::string> check_unchanged(const snapshot &pre, const snapshot &post) {
+  std::vector<std::string> problems;
+  const auto problem = [&](std::string t) {
+    if (problems.size() < 6) problems.push_back(std::move(t));
+  };
+  for (const page_state &p : pre.pages) {
+    const page_state *s = post.at(p.addr);
+    if (!s)
+      problem("page " + hex(p.addr) + " no longer mapped");
+    else if (!same_page(p, *s) || s->perms != p.perms)
+      problem("page " + hex(p.addr) + " changed");
+  }
+  for (const page_state &s : post.pages)
+    if (!pre.at(s.addr)) problem("page " + hex(s.addr) + " mapped anew");
+  const auto compared = [](const procfs::vma &v) {
+    return v.path != "[heap]" && v.path != "[stack]";
+  };
+  same_vmas(pre.maps, post.maps, compared, problem);
+  return problems;
+}
+
+std::vector<procfs::vma> without(std::vector<procfs::vma> maps, const std::vector<span> &spans) {
+  std::erase_if(maps, [&](const procfs::vma &v) {
+    return std::any_of(spans.begin(), spans.end(),
+                       [&](const span &s) { return v.start < s.hi && v.end > s.lo; });
+  });
+  return maps;
 }
 
 }  // namespace dontunmap::fuzz

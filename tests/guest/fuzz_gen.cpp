@@ -353,7 +353,8 @@ call draw_bad_cmd(rng &r, const pool &p) {
   const unsigned dirs[] = {_IOC_NONE, _IOC_READ, _IOC_WRITE, _IOC_READ | _IOC_WRITE};
   const unsigned magic = DONTUNMAP_IOC_MAGIC;
   unsigned long cmd = DONTUNMAP_IOC_REMAP;
-  while (cmd == DONTUNMAP_IOC_REMAP || cmd == DONTUNMAP_IOC_INFO) {
+  while (cmd == DONTUNMAP_IOC_REMAP || cmd == DONTUNMAP_IOC_INFO ||
+         cmd == DONTUNMAP_IOC_REMAP_BATCH) {
     switch (r.below(5)) {
       case 0: cmd = _IOC(r.pick(dirs), magic, r.below(256), r.below(1 << 14)); break;
       case 1: cmd = _IOC(r.pick(dirs), magic, 1, r.chance(50) ? kStructSize : r.below(128)); break;

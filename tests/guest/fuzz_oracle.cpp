@@ -175,9 +175,19 @@ bool struct_in_moved_ranges(std::uint64_t ptr, const dontunmap_remap &a) {
   return false;
 }
 
+bool touches(const dontunmap_remap &a, std::uint64_t ptr, std::uint64_t size) {
+  const auto within = [&](std::uint64_t start, std::uint64_t len) {
+    const std::uint64_t end = start + page_align(len);
+    return end > start && ptr < end && ptr + size > start;
+  };
+  return within(untag(a.old_addr), a.old_len) ||
+         ((a.flags & MREMAP_FIXED) && within(a.new_addr, a.new_len));
+}
+
 std::optional<native_answer> native_mremap(const dontunmap_remap &a,
                                            const std::vector<lock_range> &locks, bool facts,
-                                           std::string &why) {
+                                           std::string &why,
+                                           const std::vector<dontunmap_remap> &before) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) {
     why = std::string("pipe: ") + std::strerror(errno);
@@ -193,8 +203,18 @@ std::optional<native_answer> native_mremap(const dontunmap_remap &a,
     // only: populating them would break copy-on-write page by page, for
     // nothing the call's answer depends on.
     for (const lock_range &l : locks) ::syscall(SYS_mlock2, l.addr, l.len, MLOCK_ONFAULT);
+    // A batch's elements before the call, as the module makes them; the
+    // first that fails is reported instead of an answer.
+    for (std::size_t i = 0; i < before.size(); ++i) {
+      const dontunmap_remap &b = before[i];
+      if (::syscall(SYS_mremap, b.old_addr, b.old_len, b.new_len, b.flags, b.new_addr) == -1) {
+        const std::int64_t msg[3] = {-1, errno, static_cast<std::int64_t>(i) + 1};
+        [[maybe_unused]] ssize_t n = ::write(fds[1], msg, sizeof(msg));
+        ::_exit(0);
+      }
+    }
     const long ret = ::syscall(SYS_mremap, a.old_addr, a.old_len, a.new_len, a.flags, a.new_addr);
-    const std::int64_t msg[2] = {ret, ret == -1 ? errno : 0};
+    const std::int64_t msg[3] = {ret, ret == -1 ? errno : 0, 0};
     // Read after the call, and only after a refused one: the predicates
     // that read facts (non_anonymous_sources, fixed_move_spans_vmas)
     // explain a native refusal, the others need equal results and never
@@ -223,7 +243,7 @@ std::optional<native_answer> native_mremap(const dontunmap_remap &a,
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  std::int64_t msg[2];
+  std::int64_t msg[3];
   if (text.size() < sizeof(msg) || !WIFEXITED(status)) {
     why = WIFSIGNALED(status)
               ? std::string("native child killed by ") + ::strsignal(WTERMSIG(status))
@@ -231,6 +251,11 @@ std::optional<native_answer> native_mremap(const dontunmap_remap &a,
     return std::nullopt;
   }
   std::memcpy(msg, text.data(), sizeof(msg));
+  if (msg[2]) {
+    why = "native child: the batch's element " + std::to_string(msg[2] - 1) + " failed with " +
+          errname(static_cast<int>(msg[1]));
+    return std::nullopt;
+  }
   native_answer n;
   n.o.err = static_cast<int>(msg[1]);
   n.o.addr = msg[1] ? 0 : static_cast<std::uint64_t>(msg[0]);
