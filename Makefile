@@ -8,6 +8,10 @@
 #                  each three times as long, and three times the differential
 #                  scenarios
 #
+#   make bench     dontunmap-bench in guests of 6.1-amd64 and 7.3-amd64, and
+#                  docs/benchmarks.md from what it measured (not part of
+#                  check; BENCH_ARGS="--kernels ... --filter CELL" for one cell)
+#
 #   make module    build dontunmap.ko for the running kernel (KDIR=... for another)
 #   make lib       build libdontunmap, its tests and examples in build/
 #   make checkpatch  kernel style check of module/ (needs the kernel's checkpatch.pl)
@@ -21,7 +25,7 @@ KDIR        ?= /lib/modules/$(shell uname -r)/build
 # apt-get when missing, as tests/check and tests/demo do.
 BUILD_PACKAGES = bash -euo pipefail -c '. tests/vm/lib.sh && ensure_build_packages' make
 
-.PHONY: all check check-deep demo module module-clean lib checkpatch readme semantics
+.PHONY: all bench check check-deep demo module module-clean lib checkpatch readme semantics
 
 all: lib
 
@@ -33,6 +37,9 @@ check-deep:
 
 demo:
 	tests/demo --build $(BUILD) --kernel $(DEMO_KERNEL)
+
+bench:
+	tests/bench --build $(BUILD) $(BENCH_ARGS)
 
 module:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
