@@ -306,9 +306,16 @@ apt_private_download() {
 	local suite=$1 arch=$2 dest=$3 pkg=$4 version=$5 deb
 	deb=$(downloaded_deb "$dest" "$pkg" "$version" "$arch")
 	if [[ -z $deb ]]; then
+		# Two preparers may want one package (the 7.3 debug kernel and the
+		# upstream selftests share linux-source-7.3): one downloads, the
+		# other finds it done.
 		mkdir -p "$dest"
-		log "downloading $pkg $version ($suite/$arch)"
-		(cd "$dest" && apt_private "$suite" "$arch" apt-get download -q "$pkg=$version" >&2)
+		(
+			hold_lock "$dest/.download.lock"
+			[[ -z $(downloaded_deb "$dest" "$pkg" "$version" "$arch") ]] || exit 0
+			log "downloading $pkg $version ($suite/$arch)"
+			cd "$dest" && apt_private "$suite" "$arch" apt-get download -q "$pkg=$version" >&2
+		)
 		deb=$(downloaded_deb "$dest" "$pkg" "$version" "$arch")
 	fi
 	[[ -n $deb ]] || deb=$(find "$dest" -maxdepth 1 -name "${pkg}_*_$arch.deb" | sort | tail -n 1)
