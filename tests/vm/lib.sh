@@ -225,8 +225,9 @@ debian_security_mirror() {
 # component for that architecture, and empty state, so the host's own apt
 # configuration (sources, pins, dpkg status) plays no part. A release suite
 # comes with its -updates and -security suites, as on a user's machine, so
-# its meta-packages resolve to the kernel its users run; a -backports suite
-# stands alone, or the release's own kernel would win, and so does a -point
+# its meta-packages resolve to the kernel its users run (unstable and
+# experimental have neither); a -backports suite stands alone, or the
+# release's own kernel would win, and so does a -point
 # suite (suite_dist).
 apt_private_setup() {
 	local dir suite=$1 arch=$2 mirror security
@@ -239,7 +240,7 @@ apt_private_setup() {
 	{
 		printf 'deb [arch=%s signed-by=%s] %s %s main\n' \
 			"$arch" "$DEBIAN_KEYRING" "$mirror" "$(suite_dist "$suite")"
-		if [[ $suite != *-* ]]; then
+		if [[ $suite != *-* && $suite != unstable && $suite != sid && $suite != experimental ]]; then
 			printf 'deb [arch=%s signed-by=%s] %s %s-updates main\n' \
 				"$arch" "$DEBIAN_KEYRING" "$mirror" "$suite"
 			[[ -z $security ]] ||
