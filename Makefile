@@ -2,7 +2,8 @@
 #
 #   make check     provision what is missing, run every host and guest test
 #                  on every kernel of tests/vm/kernels, print one summary
-#                  (KERNELS="6.1-amd64 ..." limits the kernels)
+#                  (KERNELS="6.1-amd64 ..." limits the kernels; the row
+#                  "packages" builds and installs the Debian packages)
 #   make demo      show the main job in a guest (DEMO_KERNEL, default 6.1-amd64)
 #   make check-deep  make check with three seeds of the stress and the fuzzer,
 #                  each three times as long, and three times the differential
@@ -11,6 +12,8 @@
 #   make bench     dontunmap-bench in guests of 6.1-amd64 and 7.3-amd64, and
 #                  docs/benchmarks.md from what it measured (not part of
 #                  check; BENCH_ARGS="--kernels ... --filter CELL" for one cell)
+#   make bench-profile  one cell under the kernel's function tracer, and
+#                  docs/bench-profile.md: where a move's time goes
 #
 #   make module    build dontunmap.ko for the running kernel (KDIR=... for another)
 #   make lib       build libdontunmap, its tests and examples in build/
@@ -25,7 +28,7 @@ KDIR        ?= /lib/modules/$(shell uname -r)/build
 # apt-get when missing, as tests/check and tests/demo do.
 BUILD_PACKAGES = bash -euo pipefail -c '. tests/vm/lib.sh && ensure_build_packages' make
 
-.PHONY: all bench check check-deep demo module module-clean lib checkpatch readme semantics
+.PHONY: all bench bench-profile check check-deep demo module module-clean lib checkpatch readme semantics
 
 all: lib
 
@@ -40,6 +43,9 @@ demo:
 
 bench:
 	tests/bench --build $(BUILD) $(BENCH_ARGS)
+
+bench-profile:
+	tests/bench --build $(BUILD) --profile $(BENCH_ARGS)
 
 module:
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
