@@ -388,6 +388,16 @@ tc_run() {
 	fi
 }
 
+# tree_files DIR: the files of a source tree, NUL-separated and relative to
+# DIR: a git tree's tracked and unignored files, else every file but .git's.
+tree_files() {
+	if git -C "$1" rev-parse --show-toplevel 2>/dev/null | grep -qxF "$1"; then
+		git -C "$1" ls-files -z --cached --others --exclude-standard
+	else
+		(cd "$1" && find . -path ./.git -prune -o ! -type d -printf '%P\0')
+	fi
+}
+
 # hold_lock FILE: waits for and holds an exclusive flock on FILE until the
 # (sub)shell exits.
 hold_lock() {
