@@ -270,11 +270,11 @@ void print_counts(const world &w) {
   };
   std::printf(
       "stress: moves=%llu (partial %llu, away %llu, hinted %llu, into a hole %llu; source "
-      "registered before %llu, after %llu; multi-VMA refusals %llu; as a batch of one %llu) "
-      "child_moves=%llu\n",
+      "registered before %llu, after %llu; multi-VMA refusals %llu; as a batch of one %llu, of "
+      "two halves %llu) child_moves=%llu\n",
       n(c.moves), n(c.partial_moves), n(c.away_moves), n(c.hinted_moves), n(c.moves_into_hole),
       n(c.register_before), n(c.register_after), n(c.multi_fallbacks), n(c.batched_moves),
-      n(c.child_moves));
+      n(c.batched_halves), n(c.child_moves));
   std::printf(
       "stress: writes=%llu (/proc/self/mem %llu, forced into PROT_READ %llu) pages_verified=%llu "
       "spare_touches=%llu uffd_faults=%llu (expected at least %llu, EAGAIN retries %llu)\n",

@@ -119,7 +119,7 @@ struct expect {
 struct counters {
   std::atomic<std::uint64_t> ops{0}, moves{0}, partial_moves{0}, away_moves{0}, hinted_moves{0},
       moves_into_hole{0}, register_before{0}, register_after{0}, multi_fallbacks{0}, batched_moves{0},
-      child_moves{0},
+      batched_halves{0}, child_moves{0},
       forks{0}, uffd_faults{0}, uffd_expected{0}, uffd_retries{0}, writes{0}, mem_writes{0},
       forced_writes{0}, pages_verified{0}, spare_touches{0}, dontneed{0}, madv_free{0}, cold{0},
       pageout{0}, hugepage{0}, collapse_ok{0}, collapse_failed{0}, populate{0}, spare_dontneed{0},

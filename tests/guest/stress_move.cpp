@@ -4,6 +4,7 @@
 // home (MREMAP_FIXED, onto spare pages or into a hole), to wherever the
 // kernel puts it, or with a hint; each followed by the checks that the
 // source is empty and the pages arrived, and by the model's update.
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -20,16 +21,59 @@ namespace procfs = test::procfs;
 
 enum class dest { fixed, kernel_picks, hint };
 
-// With the module, one move in four goes through DONTUNMAP_IOC_REMAP_BATCH
+// The move as a batch of two elements, the first half of the range and then
+// the second, each to its part of the FIXED target: it must end as the
+// single call ends (but for the source split at the half way, as a partial
+// move leaves it). A batch that stops after the first half ends where no
+// single call can, and fails the run.
+std::expected<void *, std::error_code> remap_in_halves(world &w, int fd, const remap_request &req) {
+  const auto addr = [](const void *p) { return reinterpret_cast<std::uintptr_t>(p); };
+  const std::size_t half = req.old_len / w.page / 2 * w.page;
+  dontunmap_remap halves[2] = {{.old_addr = addr(req.old_addr),
+                                .old_len = half,
+                                .new_len = half,
+                                .flags = req.flags,
+                                .new_addr = addr(req.new_addr)},
+                               {.old_addr = addr(req.old_addr) + half,
+                                .old_len = req.old_len - half,
+                                .new_len = req.old_len - half,
+                                .flags = req.flags,
+                                .new_addr = addr(req.new_addr) + half}};
+  dontunmap_remap_batch header = test::batch_header(halves, 2);
+  if (::ioctl(fd, DONTUNMAP_IOC_REMAP_BATCH, &header) != 0) {
+    const int err = errno;
+    if (header.completed != 0)
+      fail(w, "a batch of two halves of %p stopped after the first: %s", req.old_addr,
+           std::strerror(err));
+    return std::unexpected(std::error_code(err, std::system_category()));
+  }
+  if (halves[1].new_addr != halves[0].new_addr + half)
+    fail(w, "a batch of two halves of %p landed at %#llx and %#llx", req.old_addr,
+         static_cast<unsigned long long>(halves[0].new_addr),
+         static_cast<unsigned long long>(halves[1].new_addr));
+  w.c.batched_halves.fetch_add(1, std::memory_order_relaxed);
+  return reinterpret_cast<void *>(halves[0].new_addr);
+}
+
+// With the module, one move in eight goes through DONTUNMAP_IOC_REMAP_BATCH
 // as a batch of one element, which must behave as the single call does,
-// under the same races.
+// under the same races, and one FIXED move of a source of one VMA in eight
+// as a batch of its two halves.
 std::expected<void *, std::error_code> remap(ctx &c, const remap_request &req) {
   world &w = c.w;
   const device *dev = w.remapper->module_device();
-  if (!dev || w.remapper->requested() != backend::module || !c.r.one_in(4))
-    return w.remapper->remap(req);
-  w.c.batched_moves.fetch_add(1, std::memory_order_relaxed);
-  return test::remap_batch_of_one(dev->fd(), req);
+  if (!dev || w.remapper->requested() != backend::module) return w.remapper->remap(req);
+  switch (c.r.below(8)) {
+    case 0:
+      w.c.batched_moves.fetch_add(1, std::memory_order_relaxed);
+      return test::remap_batch_of_one(dev->fd(), req);
+    case 1:
+      if ((req.flags & MREMAP_FIXED) && req.old_len >= 2 * w.page &&
+          procfs::vmas_in(req.old_addr, req.old_len).size() == 1)
+        return remap_in_halves(w, dev->fd(), req);
+      break;
+  }
+  return w.remapper->remap(req);
 }
 
 // Moves pages [src.a, src.b) from src.loc to home `to` (dest::fixed, or
